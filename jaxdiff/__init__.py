@@ -1,0 +1,79 @@
+"""jaxdiff: generative models built on differential equations, in JAX.
+
+The public API is re-exported here; implementation modules are ``jaxdiff.processes``,
+``jaxdiff.discrete``, ``jaxdiff.distributions``, ``jaxdiff.parameterization``, ``jaxdiff.losses`` and
+``jaxdiff.time_sampling``.
+"""
+
+from jaxdiff.discrete import DDPMSchedule, NCSNSchedule
+from jaxdiff.distributions import GaussianMixture
+from jaxdiff.losses import (
+    ddpm_loss,
+    denoising_loss,
+    dsm_loss,
+    eps_loss,
+    ncsn_loss,
+    sliced_score_matching_loss,
+    v_loss,
+    x0_loss,
+)
+from jaxdiff.parameterization import (
+    Direct,
+    EDMPreconditioning,
+    Parameterization,
+    convert,
+    noise_input,
+    tweedie_denoise,
+)
+from jaxdiff.processes import (
+    CosineVPSDE,
+    LinearProcess,
+    OUProcess,
+    SubVPSDE,
+    VESDE,
+    VPSDE,
+    conditional_score,
+    euler_maruyama_step,
+    probability_flow_drift,
+    reverse_sde_drift,
+)
+from jaxdiff.time_sampling import (
+    constant_time_sampler,
+    discrete_time_sampler,
+    make_time_sampler,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CosineVPSDE",
+    "DDPMSchedule",
+    "Direct",
+    "EDMPreconditioning",
+    "GaussianMixture",
+    "LinearProcess",
+    "NCSNSchedule",
+    "OUProcess",
+    "Parameterization",
+    "SubVPSDE",
+    "VESDE",
+    "VPSDE",
+    "conditional_score",
+    "constant_time_sampler",
+    "convert",
+    "ddpm_loss",
+    "denoising_loss",
+    "discrete_time_sampler",
+    "dsm_loss",
+    "eps_loss",
+    "euler_maruyama_step",
+    "make_time_sampler",
+    "ncsn_loss",
+    "noise_input",
+    "probability_flow_drift",
+    "reverse_sde_drift",
+    "sliced_score_matching_loss",
+    "tweedie_denoise",
+    "v_loss",
+    "x0_loss",
+]
