@@ -80,8 +80,8 @@ def check_time(name: str, t: Any, t_lo: float, t_hi: float, owner: str) -> None:
 
 def check_time_shape(name: str, t: Any, x: Any, x_name: str = "x") -> None:
     """Time must be a scalar or have shape ``(batch,)`` with ``batch == x.shape[0]``."""
-    t_shape = jnp.shape(t)
-    x_shape = jnp.shape(x)
+    t_shape = np.shape(t)
+    x_shape = np.shape(x)
     if len(t_shape) == 0:
         return
     if len(t_shape) != 1:
@@ -105,10 +105,10 @@ def check_floating(name: str, x: Any) -> None:
 
 def check_same_shape(name_a: str, a: Any, name_b: str, b: Any) -> None:
     """Two arrays that are combined elementwise must have the same shape."""
-    if jnp.shape(a) != jnp.shape(b):
+    if np.shape(a) != np.shape(b):
         raise ValueError(
-            f"{name_a} and {name_b} must have the same shape, got {name_a}.shape={jnp.shape(a)} "
-            f"and {name_b}.shape={jnp.shape(b)}."
+            f"{name_a} and {name_b} must have the same shape, got {name_a}.shape={np.shape(a)} "
+            f"and {name_b}.shape={np.shape(b)}."
         )
 
 

@@ -108,7 +108,7 @@ class DDPMSchedule(eqx.Module):
         V.check_floating("x0", x0)
         V.check_time_shape("i", i, x0, "x0")
         i = self._index(i)
-        eps = jax.random.normal(key, jnp.shape(x0), jnp.result_type(x0))
+        eps = jax.random.normal(key, np.shape(x0), jnp.result_type(x0))
         abar = broadcast_time(self.alphas_cumprod[i], x0)
         return jnp.sqrt(abar) * x0 + jnp.sqrt(1.0 - abar) * eps, eps
 

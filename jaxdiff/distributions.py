@@ -47,8 +47,8 @@ class GaussianMixture(eqx.Module):
             raise ValueError(
                 f"means must have shape (components, dim), got means.shape={means_np.shape}."
             )
-        num_components, dim = jnp.shape(means)
-        weights_shape = jnp.shape(weights)
+        num_components, dim = np.shape(means)
+        weights_shape = np.shape(weights)
         if weights_shape != (num_components,):
             raise ValueError(
                 f"weights must have shape (components,) = ({num_components},) to match means, "
@@ -62,7 +62,7 @@ class GaussianMixture(eqx.Module):
         if stds_arr.shape != (num_components, dim):
             raise ValueError(
                 f"stds must have shape (components, dim) = ({num_components}, {dim}) like means, "
-                f"got stds.shape={jnp.shape(stds)}."
+                f"got stds.shape={np.shape(stds)}."
             )
         V.check_positive("stds", stds_arr)
         if V.is_concrete(weights):
@@ -118,9 +118,9 @@ class GaussianMixture(eqx.Module):
 
     def _check_points(self, x: Any) -> Array:
         V.check_floating("x", x)
-        if jnp.ndim(x) < 1 or jnp.shape(x)[-1] != self.dim:
+        if np.ndim(x) < 1 or np.shape(x)[-1] != self.dim:
             raise ValueError(
-                f"x must have shape (..., {self.dim}) for this {self.dim}-D mixture, got x.shape={jnp.shape(x)}."
+                f"x must have shape (..., {self.dim}) for this {self.dim}-D mixture, got x.shape={np.shape(x)}."
             )
         return jnp.asarray(x)
 
@@ -162,9 +162,9 @@ class GaussianMixture(eqx.Module):
     # --- under a linear process -----------------------------------------------------------------
     def marginal(self, sde: LinearProcess, t: Any) -> "GaussianMixture":
         """The exact law of ``x_t = α(t) x_0 + σ(t) ε`` for ``x_0`` from this mixture (scalar ``t``)."""
-        if jnp.ndim(t) != 0:
+        if np.ndim(t) != 0:
             raise ValueError(
-                f"t must be a scalar for marginal() (it returns one mixture), got t.shape={jnp.shape(t)}; "
+                f"t must be a scalar for marginal() (it returns one mixture), got t.shape={np.shape(t)}; "
                 "use marginal_log_prob / marginal_score for per-example times."
             )
         alpha = sde.marginal_mean_coeff(t)
@@ -178,8 +178,8 @@ class GaussianMixture(eqx.Module):
         V.check_time_shape("t", t, x)
         t = sde._time(t)
         alpha, sigma = sde._alpha(t), sde._sigma(t)
-        if jnp.ndim(t) == 1:  # one time per leading (batch) entry of x
-            extra = (1,) * (jnp.ndim(x) - 1 + 1)  # the remaining leading axes, then K and D
+        if np.ndim(t) == 1:  # one time per leading (batch) entry of x
+            extra = (1,) * (np.ndim(x) - 1 + 1)  # the remaining leading axes, then K and D
             alpha = alpha.reshape(alpha.shape + extra)
             sigma = sigma.reshape(sigma.shape + extra)
         alpha = jnp.asarray(alpha, x.dtype)

@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxdiff import _validation as V
 from jaxdiff.discrete import DDPMSchedule, NCSNSchedule
@@ -54,8 +55,8 @@ def _reduce_data_axes(values: Array, reduce: str) -> Array:
 
 def _check_data(x0: Array) -> None:
     V.check_floating("x0", x0)
-    if jnp.ndim(x0) < 2:
-        raise ValueError(f"x0 must have shape (batch, *data) with at least one data axis, got x0.shape={jnp.shape(x0)}.")
+    if np.ndim(x0) < 2:
+        raise ValueError(f"x0 must have shape (batch, *data) with at least one data axis, got x0.shape={np.shape(x0)}.")
 
 
 def _model_kwargs(key: Array, model_key: bool) -> dict:

@@ -24,6 +24,7 @@ from typing import Any, Callable
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxdiff import _validation as V
 
@@ -37,7 +38,7 @@ def broadcast_time(coeff: Array, x: Array) -> Array:
     """
     coeff = jnp.asarray(coeff)
     if coeff.ndim == 1:
-        coeff = coeff.reshape(coeff.shape + (1,) * (jnp.ndim(x) - 1))
+        coeff = coeff.reshape(coeff.shape + (1,) * (np.ndim(x) - 1))
     return coeff.astype(jnp.result_type(x))
 
 
@@ -144,7 +145,7 @@ class LinearProcess(eqx.Module):
         """Draw ``x_t = α(t) x_0 + σ(t) ε``. Returns ``(x_t, ε)``, both of ``x0``'s shape and dtype."""
         V.check_floating("x0", x0)
         t = self._time_for(t, x0, "x0")
-        eps = jax.random.normal(key, jnp.shape(x0), jnp.result_type(x0))
+        eps = jax.random.normal(key, np.shape(x0), jnp.result_type(x0))
         x_t = broadcast_time(self._alpha(t), x0) * x0 + broadcast_time(self._sigma(t), x0) * eps
         return x_t, eps
 
@@ -191,8 +192,8 @@ class LinearProcess(eqx.Module):
     def prior_log_prob(self, x: Array) -> Array:
         """``log N(x; 0, prior_std² I)`` summed over all non-batch axes. ``x: [batch, *data] -> [batch]``."""
         V.check_floating("x", x)
-        if jnp.ndim(x) < 1:
-            raise ValueError(f"x must have a batch axis, got x.shape={jnp.shape(x)}.")
+        if np.ndim(x) < 1:
+            raise ValueError(f"x must have a batch axis, got x.shape={np.shape(x)}.")
         x = jnp.asarray(x)
         std = jnp.asarray(self.prior_std, x.dtype)
         per_dim = -0.5 * (x / std) ** 2 - jnp.log(std) - 0.5 * math.log(2 * math.pi)
@@ -560,6 +561,6 @@ def euler_maruyama_step(
         return x_next
     if key is None:
         raise ValueError("key must be a PRNG key when diffusion is given (got key=None).")
-    noise = jax.random.normal(key, jnp.shape(x), jnp.result_type(x))
+    noise = jax.random.normal(key, np.shape(x), jnp.result_type(x))
     g = broadcast_time(diffusion(t), x)
     return x_next + g * jnp.sqrt(jnp.abs(dt_b)) * noise
