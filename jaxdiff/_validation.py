@@ -29,7 +29,7 @@ def _short(value: Any) -> str:
     if arr.ndim == 0:
         return repr(arr.item())
     if arr.size <= 6:
-        return np.array2string(arr, precision=6, separator=", ")
+        return str(arr.tolist())
     return f"array of shape {arr.shape} with min {arr.min():.6g} and max {arr.max():.6g}"
 
 

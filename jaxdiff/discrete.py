@@ -29,7 +29,14 @@ Array = jax.Array
 _DDPM_SCHEDULES = ("linear", "cosine")
 
 
-class DDPMSchedule(eqx.Module):
+class _ArrayModule(eqx.Module):
+    """Identity hash (fields are arrays), so that ``jax.jit(obj.method)`` works."""
+
+    def __hash__(self) -> int:
+        return id(self)
+
+
+class DDPMSchedule(_ArrayModule):
     r"""The DDPM forward chain ``q(x_i | x_{i−1}) = N(√(1−β_i) x_{i−1}, β_i I)`` (Ho et al. 2020).
 
     ``α_i = 1 − β_i``, ``ᾱ_i = Π_{j≤i} α_j`` so that ``x_i = √ᾱ_i x_0 + √(1−ᾱ_i) ε``. Indices are
@@ -177,7 +184,7 @@ def _cosine_betas(num_steps: int, s: float = 0.008, max_beta: float = 0.999) -> 
     return np.minimum(1.0 - abar(t[1:]) / abar(t[:-1]), max_beta)
 
 
-class NCSNSchedule(eqx.Module):
+class NCSNSchedule(_ArrayModule):
     r"""NCSN's noise levels (Song & Ermon 2019): ``σ_1 > σ_2 > … > σ_L`` geometric, largest first.
 
     ``sigmas[i] = σ_max (σ_min/σ_max)^{i/(L−1)}``, ``i = 0 … L−1``. Defaults are NCSN's (1, 0.01, 10).
@@ -202,6 +209,8 @@ class NCSNSchedule(eqx.Module):
     def continuous_time(self, i: Any) -> Array:
         """The VE time ``t_i = 1 − i/(L−1)`` with ``σ_VE(t_i) = sigmas[i]``."""
         i = jnp.asarray(i)
+        if not jnp.issubdtype(i.dtype, jnp.integer):
+            raise TypeError(f"i must be an integer level index, got i.dtype={i.dtype}.")
         if V.is_concrete(i):
             arr = np.asarray(i)
             if np.any(arr < 0) or np.any(arr >= self.num_scales):

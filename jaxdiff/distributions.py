@@ -40,6 +40,9 @@ class GaussianMixture(eqx.Module):
     means: Array
     stds: Array
 
+    def __hash__(self) -> int:  # identity: fields are arrays; lets jax.jit(mixture.log_prob) work
+        return id(self)
+
     def __init__(self, weights: Any, means: Any, stds: Any):
         dtype = jnp.result_type(float)
         means_np = np.asarray(means, dtype=np.float64) if V.is_concrete(means) else None

@@ -235,7 +235,8 @@ def ddpm_loss(
         k_i, k_eps, k_model = jax.random.split(key, 3)
         i = jax.random.randint(k_i, (x0.shape[0],), 0, schedule.num_steps)
         x_t, eps = schedule.marginal_sample(k_eps, x0, i)
-        pred = apply_fn(params, x_t, schedule.continuous_time(i), **_model_kwargs(k_model, model_key))
+        t_i = schedule.continuous_time(i).astype(x0.dtype)
+        pred = apply_fn(params, x_t, t_i, **_model_kwargs(k_model, model_key))
         per = _reduce_data_axes((pred - eps) ** 2, reduce)
         return per if per_example else per.mean()
 

@@ -200,7 +200,8 @@ class Direct(Parameterization):
 
     def __call__(self, apply_fn, params, sde, x, t, **kw):
         t = sde._time_for(t, x)
-        out = apply_fn(params, x, noise_input(sde, t, self.noise_input), **kw)
+        noise = noise_input(sde, t, self.noise_input).astype(jnp.result_type(x))
+        out = apply_fn(params, x, noise, **kw)
         if self.scale_by_sigma:
             out = out / broadcast_time(sde._sigma(t), x)
         return out
@@ -233,5 +234,5 @@ class EDMPreconditioning(Parameterization):
         alpha, sigma = sde._alpha(t), sde._sigma(t)
         c_skip, c_out, c_in, c_noise = self.coefficients(sigma / alpha)
         x_tilde = x / broadcast_time(alpha, x)
-        out = apply_fn(params, broadcast_time(c_in, x) * x_tilde, c_noise, **kw)
+        out = apply_fn(params, broadcast_time(c_in, x) * x_tilde, c_noise.astype(jnp.result_type(x)), **kw)
         return broadcast_time(c_skip, x) * x_tilde + broadcast_time(c_out, x) * out

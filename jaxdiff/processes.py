@@ -67,6 +67,14 @@ class LinearProcess(eqx.Module):
     ``[0, t_max]`` where the formulas hold (``time_domain``); traced times are not checked.
     """
 
+    def __hash__(self) -> int:
+        # Value hash when every field is hashable (Python floats), identity otherwise (array fields),
+        # so that ``jax.jit(sde.marginal_std)`` works either way.
+        try:
+            return eqx.Module.__hash__(self)
+        except TypeError:
+            return id(self)
+
     # --- to be provided by subclasses -------------------------------------------------------
     t_min: eqx.AbstractVar[float]
     t_max: eqx.AbstractVar[float]
@@ -132,8 +140,12 @@ class LinearProcess(eqx.Module):
         return 2.0 * (self._log_alpha(t) - jnp.log(self._sigma(t)))
 
     def t_from_log_snr(self, log_snr: Any) -> Array:
-        """Inverse of :meth:`log_snr` on ``[0, t_max]`` (closed form where known, else bisection)."""
-        return self._t_from_log_snr(jnp.asarray(log_snr, dtype=jnp.result_type(float)))
+        """Inverse of :meth:`log_snr` on ``[0, t_max]`` (closed form where known, else bisection whose
+        derivative is ``dt/dλ = −σ²/g²``). Keeps a floating input's dtype."""
+        log_snr = jnp.asarray(log_snr)
+        if not jnp.issubdtype(log_snr.dtype, jnp.floating):
+            log_snr = log_snr.astype(jnp.result_type(float))
+        return self._t_from_log_snr(log_snr)
 
     def marginal_mean(self, x0: Array, t: Any) -> Array:
         """``E[x_t | x_0] = α(t) x_0``. Shape of ``x0``."""
@@ -200,7 +212,22 @@ class LinearProcess(eqx.Module):
         return per_dim.reshape(x.shape[0], -1).sum(axis=-1)
 
     # --- generic inverse of the log-SNR --------------------------------------------------------
-    def _bisect_log_snr(self, log_snr: Array, iterations: int = 64) -> Array:
+    def _bisect_log_snr(self, log_snr: Array) -> Array:
+        """Bisection for ``λ(t) = log_snr`` on ``[0, t_max]``, differentiable: ``dt/dλ = −σ²/g²``."""
+
+        @jax.custom_jvp
+        def inverse(lam):
+            return self._bisect_log_snr_values(lam)
+
+        @inverse.defjvp
+        def inverse_jvp(primals, tangents):
+            (lam,), (d_lam,) = primals, tangents
+            t = inverse(lam)
+            return t, d_lam * -(self._sigma(t) ** 2) / self._diffusion_sq(t)
+
+        return inverse(log_snr)
+
+    def _bisect_log_snr_values(self, log_snr: Array, iterations: int = 64) -> Array:
         lo = jnp.zeros_like(log_snr)
         hi = jnp.full_like(log_snr, self.t_max)
 
@@ -343,7 +370,10 @@ class CosineVPSDE(LinearProcess):
         return jnp.cos(self._phi(t)) / jnp.cos(self._phi(jnp.zeros_like(t)))
 
     def _sigma(self, t):
-        return jnp.sqrt(1.0 - self._alpha(t) ** 2)
+        # 1 − α without cancellation: α = cos δ − tan φ(0) sin δ with δ = φ(t) − φ(0).
+        delta = t / (1.0 + self.s) * (jnp.pi / 2)
+        one_minus_alpha = 2.0 * jnp.sin(0.5 * delta) ** 2 + jnp.tan(self._phi(jnp.zeros_like(t))) * jnp.sin(delta)
+        return jnp.sqrt(one_minus_alpha * (2.0 - one_minus_alpha))
 
     def _drift_coeff(self, t):
         return -(jnp.pi / 2) / (1.0 + self.s) * jnp.tan(self._phi(t))
@@ -441,6 +471,8 @@ class OUProcess(LinearProcess):
         V.check_positive("beta", beta)
         V.check_positive("sigma", sigma)
         if t_max is None:
+            if not V.is_concrete(beta):
+                raise ValueError("t_max must be given when beta is traced (its default is log(1000)/beta).")
             t_max = math.log(1000.0) / float(beta)
         _check_time_range(t_min, t_max, sampling_eps)
         self.beta = beta

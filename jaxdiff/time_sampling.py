@@ -71,6 +71,11 @@ def make_time_sampler(
         return sampler
 
     lam_lo, lam_hi = sde.log_snr(lo), sde.log_snr(hi)  # λ(t_min) > λ(t_max)
+    if not (jnp.isfinite(lam_lo) and jnp.isfinite(lam_hi)):
+        raise ValueError(
+            f"time_sampling='importance' needs a finite log-SNR at both ends, got log_snr(t_min={lo!r}) = "
+            f"{float(lam_lo)!r} and log_snr(t_max={hi!r}) = {float(lam_hi)!r}; use t_min > 0."
+        )
     total = lam_lo - lam_hi
 
     def importance_sampler(key, n):
