@@ -1,0 +1,1 @@
+"""Command-line entry points of jaxdiff (``python -m experiments.<name>``)."""
