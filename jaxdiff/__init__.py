@@ -7,6 +7,7 @@ The public API is re-exported here; implementation modules are ``jaxdiff.process
 
 from jaxdiff.discrete import DDPMSchedule, NCSNSchedule
 from jaxdiff.distributions import GaussianMixture
+from jaxdiff.likelihood import bits_per_dim, dequantize, log_likelihood
 from jaxdiff.losses import (
     ddpm_loss,
     denoising_loss,
@@ -21,6 +22,7 @@ from jaxdiff.parameterization import (
     Direct,
     EDMPreconditioning,
     Parameterization,
+    ScoreModel,
     convert,
     noise_input,
     tweedie_denoise,
@@ -37,6 +39,7 @@ from jaxdiff.processes import (
     probability_flow_drift,
     reverse_sde_drift,
 )
+from jaxdiff.sampling import karras_sigmas, sample, samplers, time_grid
 from jaxdiff.time_sampling import (
     constant_time_sampler,
     discrete_time_sampler,
@@ -55,10 +58,14 @@ __all__ = [
     "NCSNSchedule",
     "OUProcess",
     "Parameterization",
+    "ScoreModel",
     "SubVPSDE",
     "VESDE",
     "VPSDE",
+    "bits_per_dim",
     "conditional_score",
+    "dequantize",
+    "log_likelihood",
     "constant_time_sampler",
     "convert",
     "ddpm_loss",
@@ -72,6 +79,10 @@ __all__ = [
     "noise_input",
     "probability_flow_drift",
     "reverse_sde_drift",
+    "sample",
+    "samplers",
+    "karras_sigmas",
+    "time_grid",
     "sliced_score_matching_loss",
     "tweedie_denoise",
     "v_loss",

@@ -236,3 +236,29 @@ class EDMPreconditioning(Parameterization):
         x_tilde = x / broadcast_time(alpha, x)
         out = apply_fn(params, broadcast_time(c_in, x) * x_tilde, c_noise.astype(jnp.result_type(x)), **kw)
         return broadcast_time(c_skip, x) * x_tilde + broadcast_time(c_out, x) * out
+
+
+class ScoreModel(eqx.Module):
+    """A network with its parameters and parameterization: what ``jaxdiff.sample`` needs and no more.
+
+    ``ScoreModel(apply_fn, params, parameterization).score(sde, x, t) = ∇ log p_t(x)`` as the network
+    estimates it. ``params`` are the pytree leaves; ``apply_fn`` is static.
+    """
+
+    params: Any
+    parameterization: Parameterization
+    apply_fn: ApplyFn = eqx.field(static=True)
+
+    def __init__(self, apply_fn: ApplyFn, params: Any, parameterization: Parameterization):
+        if not callable(apply_fn):
+            raise TypeError(f"apply_fn must be callable, got {type(apply_fn).__name__}.")
+        if not isinstance(parameterization, Parameterization):
+            raise TypeError(
+                f"parameterization must be a jaxdiff Parameterization, got {type(parameterization).__name__}."
+            )
+        self.apply_fn = apply_fn
+        self.params = params
+        self.parameterization = parameterization
+
+    def score(self, sde: LinearProcess, x: Array, t: Any, **kw) -> Array:
+        return self.parameterization.predict(self.apply_fn, self.params, sde, x, t, "score", **kw)

@@ -1,0 +1,204 @@
+"""The front door: ``jaxdiff.sample``."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxdiff import _validation as V
+from jaxdiff.processes import LinearProcess
+from jaxdiff.sampling._core import Model, get_spec
+from jaxdiff.sampling._grid import GRIDS, check_grid, time_grid
+
+Array = jax.Array
+
+_FRONT_DOOR = ("shape", "sampler", "steps", "score_fn", "x_init", "ts", "t_end", "grid", "rho", "denoise",
+               "return_info", "trajectory", "dtype")
+
+
+def _resolve_score_fn(params: Any, score_fn: Callable | None) -> Callable | None:
+    if score_fn is not None:
+        if not callable(score_fn):
+            raise TypeError(f"score_fn must be a callable score_fn(params, x, t), got {type(score_fn).__name__}.")
+        return score_fn
+    if hasattr(params, "score") and callable(params.score):
+        return None  # the Model asks params.score(sde, x, t)
+    raise ValueError(
+        "sample() needs a score: pass score_fn=score_fn(params, x, t), or params that carry their network "
+        f"(a jaxdiff.ScoreModel, as jaxdiff.load_run gives); got params of type {type(params).__name__} and no score_fn."
+    )
+
+
+def sample(
+    key: Array,
+    params: Any,
+    sde: LinearProcess,
+    *,
+    shape: tuple[int, ...] | None = None,
+    sampler: str = "euler_maruyama",
+    steps: int | None = None,
+    score_fn: Callable | None = None,
+    x_init: Array | None = None,
+    ts: Any = None,
+    t_end: float | None = None,
+    grid: str | None = None,
+    rho: float = 7.0,
+    denoise: bool = False,
+    return_info: bool = False,
+    trajectory: bool = False,
+    dtype: Any = None,
+    **options,
+):
+    r"""Draw samples by running ``sampler`` from the prior at ``t_max`` (or ``x_init``) down to ``t_end``.
+
+    Args:
+      key: PRNG key (prior draw and sampler noise).
+      params: network parameters; with ``score_fn=None`` they must carry their network (a
+        :class:`jaxdiff.ScoreModel`, as training saves it); may be ``None`` with an analytic ``score_fn``.
+      sde: the process the score belongs to.
+      shape: ``(batch, *data)`` (taken from ``x_init`` when given).
+      sampler: a name of :func:`jaxdiff.samplers`.
+      steps: number of grid intervals (each sampler has a default).
+      score_fn: ``score_fn(params, x, t) -> ∇ log p_t(x)`` with ``t`` of shape ``[batch]``.
+      x_init: the state at the first grid time instead of a prior draw (SDEdit, reproducing a run).
+      ts: an explicit decreasing grid of process times (overrides ``steps``, ``grid`` and ``t_end``).
+      t_end: where sampling stops (default ``sde.sampling_eps``); 0 makes the last step return the
+        denoised estimate ``E[x_0 | x]``.
+      grid: ``"time_uniform"``, ``"logsnr_uniform"``, ``"karras"`` (with ``rho``) or
+        ``"time_quadratic"``; default: the sampler's.
+      denoise: finish with a Tweedie step ``x ← E[x_0 | x_{t_end}]`` (1 NFE).
+      return_info: also return ``info`` with ``nfe`` (network evaluations used), ``ts`` (the grid) and,
+        with ``trajectory=True``, ``trajectory`` (the state at every grid time, ``[len(ts), *shape]``).
+      dtype: of the samples (default: ``x_init``'s, else JAX's default float).
+      **options: the sampler's own options (see ``jaxdiff.samplers()[sampler]["options"]``).
+    Returns:
+      ``samples`` of ``shape``, or ``(samples, info)``.
+    """
+    spec = get_spec(sampler)
+    public_options = {k: v for k, v in spec.options.items() if not k.startswith("_")}
+    unknown = sorted(set(options) - set(public_options))
+    if unknown:
+        raise ValueError(
+            f"unknown option(s) {unknown} for sampler={sampler!r}; its options are {sorted(public_options)} "
+            f"(and sample() takes {list(_FRONT_DOOR)})."
+        )
+    if not isinstance(sde, LinearProcess):
+        raise TypeError(f"sde must be a jaxdiff process (a LinearProcess), got {type(sde).__name__}.")
+    merged = {**spec.options, **options}
+    for name, value in merged.items():
+        if not isinstance(value, (bool, int, float, str, type(None))):
+            raise TypeError(f"option {name} must be a bool, number, string or None, got {type(value).__name__}.")
+    _check_option_values(sampler, merged)
+    resolved_score = _resolve_score_fn(params, score_fn)
+
+    if x_init is not None:
+        V.check_floating("x_init", x_init)
+        if shape is not None and tuple(shape) != tuple(np.shape(x_init)):
+            raise ValueError(f"shape={tuple(shape)} does not match x_init.shape={tuple(np.shape(x_init))}.")
+        shape = tuple(np.shape(x_init))
+        dtype = jnp.result_type(x_init) if dtype is None else dtype
+    if shape is None:
+        raise ValueError("shape=(batch, *data) is required when x_init is not given.")
+    shape = tuple(int(s) for s in shape)
+    if len(shape) < 2 or min(shape) < 1:
+        raise ValueError(f"shape must be (batch, *data) with positive sizes, got shape={shape}.")
+    dtype = jnp.dtype(jnp.result_type(float) if dtype is None else dtype)
+
+    if ts is not None:
+        if steps is not None or grid is not None or t_end is not None:
+            raise ValueError("give either ts (an explicit grid) or steps/grid/t_end, not both.")
+        grid_np = check_grid(sde, ts)
+    else:
+        steps = spec.default_steps if steps is None else steps
+        V.check_int_at_least("steps", steps, 1)
+        grid_name = spec.default_grid if grid is None else grid
+        V.check_choice("grid", grid_name, GRIDS)
+        grid_np = time_grid(sde, steps, grid_name, t_end=t_end, rho=rho)
+
+    ends_at_zero = bool(grid_np[-1] == 0.0)
+    run_grid = grid_np
+    final_denoise_at = None
+    if ends_at_zero and not spec.handles_zero:
+        run_grid, final_denoise_at = grid_np[:-1], len(grid_np) - 2
+    elif denoise and not ends_at_zero:
+        final_denoise_at = len(grid_np) - 1
+    merged["_ends_at_zero"] = ends_at_zero and spec.handles_zero
+    static_options = tuple(sorted(merged.items()))
+
+    samples, nfe, traj = _run(
+        key,
+        params,
+        sde,
+        None if x_init is None else jnp.asarray(x_init, dtype),
+        jnp.asarray(grid_np, dtype),
+        sampler=sampler,
+        options=static_options,
+        shape=shape,
+        dtype=dtype.name,
+        score_fn=resolved_score,
+        run_len=len(run_grid),
+        final_denoise_at=final_denoise_at,
+        trajectory=bool(trajectory),
+    )
+    if not return_info:
+        return samples
+    info = {"nfe": nfe, "ts": grid_np}
+    if trajectory:
+        info["trajectory"] = traj
+    return samples, info
+
+
+def _check_option_values(sampler: str, options: dict) -> None:
+    if sampler in ("ddim",):
+        V.check_nonnegative("eta", options["eta"])
+    if sampler == "ddpm":
+        V.check_choice("variance", options["variance"], ("posterior", "beta"))
+    if sampler == "langevin":
+        V.check_positive("step_size", options["step_size"])
+    if sampler == "annealed_langevin":
+        V.check_int_at_least("n_steps_each", options["n_steps_each"], 1)
+        V.check_positive("step_lr", options["step_lr"])
+    if sampler == "pc":
+        V.check_positive("snr", options["snr"])
+        V.check_int_at_least("n_corrector", options["n_corrector"], 0)
+    if sampler == "edm_heun":
+        V.check_nonnegative("s_churn", options["s_churn"])
+        V.check_nonnegative("s_noise", options["s_noise"])
+    if sampler == "ode_adaptive":
+        V.check_choice("solver", options["solver"], ("tsit5", "dopri5", "dopri8"))
+    if sampler == "sde":
+        V.check_choice("solver", options["solver"], ("shark", "sra1", "sea"))
+    if sampler in ("ode_adaptive", "sde"):
+        if options["rtol"] is not None:
+            V.check_positive("rtol", options["rtol"])
+            V.check_positive("atol", options["atol"])
+        V.check_int_at_least("max_steps", options["max_steps"], 1)
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=("sampler", "options", "shape", "dtype", "score_fn", "run_len", "final_denoise_at", "trajectory"),
+)
+def _run(key, params, sde, x_init, ts, *, sampler, options, shape, dtype, score_fn, run_len, final_denoise_at, trajectory):
+    spec = get_spec(sampler)
+    opts = dict(options)
+    model = Model(sde=sde, score_fn=score_fn, params=params)
+    k_prior, k_run = jax.random.split(key)
+    x = sde.prior_sample(k_prior, shape, dtype) if x_init is None else x_init
+    run_ts = ts[:run_len]
+    nfe = 0
+    traj = None
+    if run_len >= 2:
+        x, nfe, traj = spec.fn(k_run, x, run_ts, model, opts, trajectory)
+    elif trajectory:
+        traj = x[None]
+    if final_denoise_at is not None:
+        x = model.denoise(x, ts[final_denoise_at])
+        nfe = nfe + 1
+        if trajectory and ts.shape[0] > run_len:
+            traj = jnp.concatenate([traj, x[None]], axis=0)
+    return x, jnp.asarray(nfe), traj
