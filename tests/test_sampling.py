@@ -352,3 +352,14 @@ def test_missing_score_is_explained():
         jaxdiff.sample(jax.random.PRNGKey(0), {"w": 1.0}, VP, shape=(4, 2))
     with pytest.raises(ValueError, match="shape=\\(batch, \\*data\\) is required"):
         jaxdiff.sample(jax.random.PRNGKey(0), None, VP, score_fn=SCORES[id(VP)])
+
+
+def test_float32_samples_under_x64():
+    """Every sampler keeps float32 data float32 (the suite runs with x64 enabled)."""
+    x = jnp.ones((4, 3), jnp.float32)
+    score = lambda p, x, t: -x  # noqa: E731
+    for name in jaxdiff.samplers():
+        extra = {"rtol": 1e-2} if name == "sde" else {}
+        for kw in ({}, extra):
+            out = jaxdiff.sample(jax.random.PRNGKey(0), None, VP, sampler=name, steps=4, x_init=x, score_fn=score, **kw)
+            assert out.dtype == jnp.float32, name

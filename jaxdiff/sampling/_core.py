@@ -59,6 +59,7 @@ class SamplerSpec:
     estimate there, natively or through a final Tweedie step added by ``sample``).
     ``options`` maps option names to defaults; ``default_steps`` and ``default_grid`` apply when the
     caller gives neither ``steps`` nor ``ts``. ``handles_zero``: the update itself lands on ``σ = 0``.
+    ``default_sigma_min(steps)``: the smallest nonzero ``σ̃`` of its default grid when that ends at 0.
     """
 
     name: str
@@ -69,6 +70,7 @@ class SamplerSpec:
     default_grid: str = "time_uniform"
     handles_zero: bool = True
     stochastic: bool = False
+    default_sigma_min: Callable[[int], float] | None = None
 
 
 _REGISTRY: dict[str, SamplerSpec] = {}

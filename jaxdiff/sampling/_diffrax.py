@@ -42,10 +42,10 @@ def _reverse_sde_terms(model: Model, t_start: Array, brownian) -> diffrax.MultiT
     ``τ`` keeps every solver (and every Brownian path) in its intended direction."""
 
     def drift(tau, y, args):
-        return -model.reverse_drift(y, t_start - tau)
+        return -model.reverse_drift(y, (t_start - tau).astype(y.dtype))
 
     def diffusion(tau, y, args):
-        g = jnp.sqrt(model.sde._diffusion_sq(t_start - tau))
+        g = jnp.sqrt(model.sde._diffusion_sq((t_start - tau).astype(y.dtype))).astype(y.dtype)
         return lx.DiagonalLinearOperator(g * jnp.ones_like(y))
 
     return diffrax.MultiTerm(diffrax.ODETerm(drift), diffrax.ControlTerm(diffusion, brownian))
@@ -62,7 +62,7 @@ def _euler_maruyama(key, x, ts, model: Model, options, trajectory):
     ``noise_removal`` (default, as score_sde) makes the last step deterministic (its mean)."""
     noise_removal = options["noise_removal"]
     run = ts[:-1] if noise_removal else ts
-    brownian = diffrax.UnsafeBrownianPath(shape=x.shape, key=key)
+    brownian = diffrax.UnsafeBrownianPath(shape=jax.ShapeDtypeStruct(x.shape, x.dtype), key=key)
     nfe = ts.shape[0] - 1
     if run.shape[0] >= 2:
         taus = run[0] - run
@@ -101,14 +101,17 @@ def _sde_srk(key, x, ts, model: Model, options, trajectory):
     taus = ts[0] - ts
     span = taus[-1]
     if rtol is None:
-        brownian = diffrax.UnsafeBrownianPath(shape=x.shape, key=key, levy_area=diffrax.SpaceTimeLevyArea)
+        brownian = diffrax.UnsafeBrownianPath(
+            shape=jax.ShapeDtypeStruct(x.shape, x.dtype), key=key, levy_area=diffrax.SpaceTimeLevyArea
+        )
         controller = diffrax.StepTo(ts=taus)
         adjoint = diffrax.DirectAdjoint()
         max_steps = ts.shape[0] - 1
         dt0 = None
     else:
         brownian = diffrax.VirtualBrownianTree(
-            t0=0.0, t1=span, tol=options["bm_tol"], shape=x.shape, key=key, levy_area=diffrax.SpaceTimeLevyArea
+            t0=jnp.zeros((), span.dtype), t1=span, tol=options["bm_tol"], shape=jax.ShapeDtypeStruct(x.shape, x.dtype),
+            key=key, levy_area=diffrax.SpaceTimeLevyArea,
         )
         controller = diffrax.PIDController(rtol=rtol, atol=options["atol"])
         adjoint = diffrax.RecursiveCheckpointAdjoint()
@@ -117,7 +120,7 @@ def _sde_srk(key, x, ts, model: Model, options, trajectory):
     sol = diffrax.diffeqsolve(
         _reverse_sde_terms(model, ts[0], brownian),
         solver_cls(),
-        t0=0.0,
+        t0=jnp.zeros((), span.dtype),
         t1=span,
         dt0=dt0,
         y0=x,

@@ -71,6 +71,7 @@ def time_grid(
     t_start: float | None = None,
     t_end: float | None = None,
     rho: float = 7.0,
+    sigma_min: float | None = None,
 ) -> np.ndarray:
     """A decreasing grid of ``steps + 1`` process times from ``t_start`` (default ``t_max``) to ``t_end``
     (default ``sde.sampling_eps``), as float64 numpy.
@@ -98,6 +99,11 @@ def time_grid(
     if ends_at_zero and steps == 1:
         return np.array([t0, 0.0])
     s_max, s_min = _np_sigma_tilde(sde, np.array([t0, t_low]))
+    if sigma_min is not None:
+        if not 0 < sigma_min < s_max:
+            raise ValueError(f"sigma_min must lie in (0, {s_max!r}) (σ̃ at t_start), got sigma_min={sigma_min!r}.")
+        s_min = float(sigma_min)
+        t_low = float(_np_time_of_sigma_tilde(sde, np.array([s_min]))[0])
     if kind == "karras":
         sigmas = karras_sigmas(n_points, s_min, s_max, rho)
     else:  # logsnr_uniform: λ = −2 log σ̃ uniform ⇔ log σ̃ uniform

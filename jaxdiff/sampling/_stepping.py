@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxdiff.sampling._core import Model, SamplerSpec, register, scan_steps
 from jaxdiff.sampling._grid import alpha_sigma, time_of_sigma_tilde
@@ -223,6 +224,143 @@ def _edm_heun(key, x, ts, model: Model, options, trajectory):
     return xs * alpha[-1], nfe, traj
 
 
+# --- exponential Adams–Bashforth–Moulton in λ (jaxdiff's low-NFE solver) --------------------------------
+
+
+def _lagrange_basis(nodes: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """``ℓ_j(at)`` for the Lagrange basis on ``nodes``: ``[len(nodes), *at.shape]``."""
+    out = []
+    for j, node in enumerate(nodes):
+        basis = np.ones_like(at)
+        for k, other in enumerate(nodes):
+            if k != j:
+                basis = basis * (at - other) / (node - other)
+        out.append(basis)
+    return np.stack(out)
+
+
+def _interp_variable(lam: np.ndarray, sigma_data: float | None) -> np.ndarray:
+    """The variable ``D`` is interpolated in: ``λ`` itself (``sigma_data=None``), or
+    ``κ = σ_d/√(σ_d² + σ̃²)`` with ``σ̃ = e^{−λ}`` (along the probability-flow ODE of Gaussian data with
+    std ``σ_d`` the denoiser is exactly linear in κ: ``D = μ + s u κ``)."""
+    if sigma_data is None:
+        return lam
+    return sigma_data / np.sqrt(sigma_data**2 + np.exp(-2.0 * lam))
+
+
+def abm_coefficients(log_sigmas: np.ndarray, order: int, sigma_data: float) -> dict:
+    r"""Per-step coefficients of the exponential ABM solver on the noisy grid ``λ_i = −log σ̃_i``.
+
+    ``D`` is interpolated as a polynomial in ``κ(λ)`` (see :func:`_interp_variable`) and the weights
+    ``w_j = ∫_{λ_i}^{λ_{i+1}} e^{−(λ_{i+1} − λ)} ℓ_j(κ(λ)) dλ`` are integrated by 24-point Gauss–Legendre
+    quadrature in float64. Step ``i``: predictor ``x̃' = e^{−h} x̃ + Σ_j P_{ij} D_{i−j}`` (order
+    ``p = min(order, i+1)``), corrector ``x̃ = e^{−h} x̃ + C_{i0} D_{i+1} + Σ_j C_{i,j+1} D_{i−j}``
+    (order ``p + 1``); ``final`` extrapolates the last ``order`` values of ``D`` to ``σ̃ = 0`` (κ = 1).
+    """
+    lam = -np.asarray(log_sigmas, np.float64)
+    kappa = _interp_variable(lam, sigma_data)
+    gx, gw = np.polynomial.legendre.leggauss(24)
+    steps = len(lam) - 1
+    pred = np.zeros((steps, order))
+    corr = np.zeros((steps, order + 1))
+    for i in range(steps):
+        lam_q = 0.5 * (lam[i + 1] - lam[i]) * gx + 0.5 * (lam[i + 1] + lam[i])
+        kernel = np.exp(-(lam[i + 1] - lam_q)) * gw * 0.5 * (lam[i + 1] - lam[i])
+        k_q = _interp_variable(lam_q, sigma_data)
+        p = min(order, i + 1)
+        past = kappa[i - np.arange(p)]
+        pred[i, :p] = _lagrange_basis(past, k_q) @ kernel
+        corr[i, : p + 1] = _lagrange_basis(np.concatenate([[kappa[i + 1]], past]), k_q) @ kernel
+    final = np.zeros(order)
+    if sigma_data is not None:  # polynomial in κ evaluated at κ = 1 (σ̃ = 0)
+        p = min(order, len(lam))
+        final[:p] = _lagrange_basis(kappa[len(lam) - 1 - np.arange(p)], np.array(1.0))
+    elif len(lam) >= 2 and order >= 2:  # D = x(0) + c σ̃² + O(σ̃⁴) along the ODE: Richardson in σ̃²
+        s1, s2 = np.exp(-lam[-1]), np.exp(-lam[-2])
+        final[0], final[1] = s2**2 / (s2**2 - s1**2), -(s1**2) / (s2**2 - s1**2)
+    else:
+        final[0] = 1.0
+    return {"decay": np.exp(-(lam[1:] - lam[:-1])), "pred": pred, "corr": corr, "final": final}
+
+
+def _exp_abm(key, x, ts, model: Model, options, trajectory):
+    r"""Exponential Adams–Bashforth–Moulton in log-SNR (jaxdiff's own low-NFE ODE solver).
+
+    The probability-flow ODE in ``x̃ = x/α`` and ``λ = −log σ̃`` is ``dx̃/dλ = D(x̃, λ) − x̃``, so
+    ``x̃(λ_{i+1}) = e^{−h} x̃(λ_i) + ∫ e^{−(λ_{i+1} − λ)} D(λ) dλ`` exactly. Along the trajectory ``D`` is
+    replaced by its interpolating polynomial in ``κ = σ_d/√(σ_d² + σ̃²)`` — the variable in which ``D`` is
+    exactly linear for Gaussian data of scale ``sigma_data``, and smooth at both ends (κ → 0 at high
+    noise, κ → 1 at the data) — through the last ``order`` evaluations (predictor, explicit), then,
+    once ``D_{i+1}`` has been evaluated at the predicted point (as the next step needs anyway), through
+    those and ``D_{i+1}`` (corrector, one order higher): UniPC's predictor–corrector idea. The weights of
+    the exponential kernel are integrated in float64 once per grid, outside the compiled loop. One
+    network evaluation per step. A last step to ``σ̃ = 0`` (``final="extrapolate"``) evaluates the
+    polynomial at κ = 1 — the ODE's limit ``x(0) = lim D`` — at no extra cost, shifted by the
+    corrector's update of the last point; ``final="denoise"`` returns ``D`` at the last noisy point.
+
+    Defaults (measured on four Gaussian mixtures against the exact ODE solution, see
+    ``benchmarks/sampler_nfe.py``): ``D`` interpolated in λ (``sigma_data=None``), order 2 up to 12 steps
+    and 3 beyond, a log-SNR-uniform grid whose last nonzero ``σ̃`` is ``0.2 (10/steps)^{3/4}`` when the
+    grid ends at 0 — the last step then extrapolates ``D = x(0) + c σ̃² + O(σ̃⁴)`` in ``σ̃²`` (Richardson
+    on the last two values), so no evaluations are spent where ``D`` hardly moves.
+    """
+    ends_at_zero = bool(options["_ends_at_zero"])
+    noisy = ts[:-1] if ends_at_zero else ts
+    order = options["order"] if options["order"] is not None else (2 if noisy.shape[0] <= 12 else 3)
+    alpha_all, _ = _scaled_grid(model, ts)
+    m = noisy.shape[0]
+    log_sigmas = np.asarray(options["_log_sigma_tilde"], np.float64)[:m]  # the concrete grid, from sample()
+    coeff = abm_coefficients(log_sigmas, order, options["sigma_data"])
+    dtype = x.dtype
+    decay = jnp.asarray(coeff["decay"], dtype)
+    pred_w = jnp.asarray(coeff["pred"], dtype)
+    corr_w = jnp.asarray(coeff["corr"], dtype)
+    alpha = alpha_all[:m]
+
+    def denoise(xs, t, a):
+        return model.denoise(xs * a, t)
+
+    xs0 = x / alpha[0]
+    d0 = denoise(xs0, noisy[0], alpha[0])
+    history = jnp.zeros((order,) + x.shape, dtype).at[0].set(d0)  # D_i, D_{i−1}, …
+
+    def step(carry, inputs):
+        xs, hist, _ = carry
+        dec, pw, cw, t_next, a_next = inputs
+        x_pred = dec * xs + jnp.tensordot(pw, hist, axes=1)
+        d_next = denoise(x_pred, t_next, a_next)
+        x_corr = dec * xs + cw[0] * d_next + jnp.tensordot(cw[1:], hist, axes=1)
+        if not options["corrector"]:
+            x_corr = x_pred
+        hist = jnp.concatenate([d_next[None], hist[:-1]], axis=0)
+        return x_corr, hist, x_corr - x_pred
+
+    inputs = (decay, pred_w, corr_w, noisy[1:], alpha[1:])
+    carry = (xs0, history, jnp.zeros_like(x))
+    (xs, hist, shift), traj = scan_steps(step, carry, inputs, trajectory, lambda c: c[0])
+    if trajectory:
+        traj = traj * alpha.reshape((-1,) + (1,) * x.ndim)
+    if ends_at_zero:
+        if options["final"] == "extrapolate":
+            out = jnp.tensordot(jnp.asarray(coeff["final"], dtype), hist, axes=1) + shift
+        else:
+            out = hist[0] + shift
+        if trajectory:
+            traj = jnp.concatenate([traj, out[None]], axis=0)
+        return out, m, traj
+    return xs * alpha[-1], m, traj
+
+
+register(SamplerSpec(
+    name="exp_abm",
+    fn=_exp_abm,
+    options={"order": None, "corrector": True, "final": "extrapolate", "sigma_data": None, "_ends_at_zero": False,
+             "_log_sigma_tilde": ()},
+    description="jaxdiff's low-NFE ODE solver: exponential Adams–Bashforth–Moulton in log-SNR (1 NFE per step).",
+    default_steps=10,
+    default_grid="logsnr_uniform",
+    default_sigma_min=lambda steps: 0.2 * (10.0 / steps) ** 0.75,
+))
 register(SamplerSpec(
     name="ddim",
     fn=_ddim,

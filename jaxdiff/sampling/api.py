@@ -12,11 +12,11 @@ import numpy as np
 from jaxdiff import _validation as V
 from jaxdiff.processes import LinearProcess
 from jaxdiff.sampling._core import Model, get_spec
-from jaxdiff.sampling._grid import GRIDS, check_grid, time_grid
+from jaxdiff.sampling._grid import GRIDS, check_grid, sigma_tilde, time_grid
 
 Array = jax.Array
 
-_FRONT_DOOR = ("shape", "sampler", "steps", "score_fn", "x_init", "ts", "t_end", "grid", "rho", "denoise",
+_FRONT_DOOR = ("shape", "sampler", "steps", "score_fn", "x_init", "ts", "t_end", "grid", "rho", "sigma_min", "denoise",
                "return_info", "trajectory", "dtype")
 
 
@@ -47,6 +47,7 @@ def sample(
     t_end: float | None = None,
     grid: str | None = None,
     rho: float = 7.0,
+    sigma_min: float | None = None,
     denoise: bool = False,
     return_info: bool = False,
     trajectory: bool = False,
@@ -70,6 +71,8 @@ def sample(
         denoised estimate ``E[x_0 | x]``.
       grid: ``"time_uniform"``, ``"logsnr_uniform"``, ``"karras"`` (with ``rho``) or
         ``"time_quadratic"``; default: the sampler's.
+      sigma_min: the smallest nonzero ``σ̃ = σ/α`` of a ``logsnr_uniform`` or ``karras`` grid (default
+        ``σ̃(sde.sampling_eps)``).
       denoise: finish with a Tweedie step ``x ← E[x_0 | x_{t_end}]`` (1 NFE).
       return_info: also return ``info`` with ``nfe`` (network evaluations used), ``ts`` (the grid) and,
         with ``trajectory=True``, ``trajectory`` (the state at every grid time, ``[len(ts), *shape]``).
@@ -89,7 +92,7 @@ def sample(
     if not isinstance(sde, LinearProcess):
         raise TypeError(f"sde must be a jaxdiff process (a LinearProcess), got {type(sde).__name__}.")
     merged = {**spec.options, **options}
-    for name, value in merged.items():
+    for name, value in options.items():
         if not isinstance(value, (bool, int, float, str, type(None))):
             raise TypeError(f"option {name} must be a bool, number, string or None, got {type(value).__name__}.")
     _check_option_values(sampler, merged)
@@ -109,7 +112,7 @@ def sample(
     dtype = jnp.dtype(jnp.result_type(float) if dtype is None else dtype)
 
     if ts is not None:
-        if steps is not None or grid is not None or t_end is not None:
+        if steps is not None or grid is not None or t_end is not None or sigma_min is not None:
             raise ValueError("give either ts (an explicit grid) or steps/grid/t_end, not both.")
         grid_np = check_grid(sde, ts)
     else:
@@ -117,7 +120,9 @@ def sample(
         V.check_int_at_least("steps", steps, 1)
         grid_name = spec.default_grid if grid is None else grid
         V.check_choice("grid", grid_name, GRIDS)
-        grid_np = time_grid(sde, steps, grid_name, t_end=t_end, rho=rho)
+        if sigma_min is None and t_end == 0 and spec.default_sigma_min is not None and grid is None:
+            sigma_min = spec.default_sigma_min(steps)
+        grid_np = time_grid(sde, steps, grid_name, t_end=t_end, rho=rho, sigma_min=sigma_min)
 
     ends_at_zero = bool(grid_np[-1] == 0.0)
     run_grid = grid_np
@@ -127,6 +132,10 @@ def sample(
     elif denoise and not ends_at_zero:
         final_denoise_at = len(grid_np) - 1
     merged["_ends_at_zero"] = ends_at_zero and spec.handles_zero
+    if "_log_sigma_tilde" in spec.options:  # samplers whose coefficients are precomputed from the grid
+        with jax.ensure_compile_time_eval():
+            s_tilde = np.asarray(sigma_tilde(sde, jnp.asarray(run_grid)), np.float64)
+        merged["_log_sigma_tilde"] = tuple(float(v) for v in np.log(np.where(s_tilde > 0, s_tilde, 1.0)))
     static_options = tuple(sorted(merged.items()))
 
     samples, nfe, traj = _run(
@@ -172,6 +181,12 @@ def _check_option_values(sampler: str, options: dict) -> None:
         V.check_choice("solver", options["solver"], ("tsit5", "dopri5", "dopri8"))
     if sampler == "sde":
         V.check_choice("solver", options["solver"], ("shark", "sra1", "sea"))
+    if sampler == "exp_abm":
+        if options["order"] is not None:
+            V.check_int_at_least("order", options["order"], 1)
+        V.check_choice("final", options["final"], ("extrapolate", "denoise"))
+        if options["sigma_data"] is not None:
+            V.check_positive("sigma_data", options["sigma_data"])
     if sampler in ("ode_adaptive", "sde"):
         if options["rtol"] is not None:
             V.check_positive("rtol", options["rtol"])
