@@ -324,20 +324,19 @@ def test_samplers_listing():
     required = {"langevin", "annealed_langevin", "euler_maruyama", "pc", "ddpm", "ddim", "ode_euler", "ode_heun",
                 "ode_adaptive", "edm_heun", "dpmpp_2m"}
     assert required <= set(listing)
-    assert listing["ddim"]["options"] == {"eta": 0.0}
+    assert listing["ddim"]["options"] == {"eta": 0.0, "clip_x0": None}
 
 
 @pytest.mark.parametrize(
     "kwargs, fragment",
     [
         (dict(sampler="dpm"), r"sampler must be one of \["),
-        (dict(sampler="ddim", etaa=0.5), r"unknown option\(s\) \['etaa'\] for sampler='ddim'; its options are \['eta'\]"),
+        (dict(sampler="ddim", etaa=0.5), r"unknown option\(s\) \['etaa'\] for sampler='ddim'; its options are \['clip_x0', 'eta'\]"),
         (dict(sampler="ddim", eta=-1.0), r"eta must be finite and >= 0"),
         (dict(sampler="ddim", grid="cosine"), r"grid must be one of"),
         (dict(sampler="ddim", steps=0), r"steps must be an integer >= 1"),
         (dict(sampler="ddim", ts=[0.5, 0.7]), r"ts must be strictly decreasing"),
         (dict(sampler="ddim", ts=[1.5, 0.1]), r"ts must lie in \[0.0, 1.0\]"),
-        (dict(sampler="ddim", ts=[0.9, 0.1], steps=3), r"give either ts"),
         (dict(sampler="ode_adaptive", solver="rk4"), r"solver must be one of"),
         (dict(sampler="ddim", t_end=2.0), r"t_end must lie in"),
     ],
@@ -345,6 +344,27 @@ def test_samplers_listing():
 def test_bad_input(kwargs, fragment):
     with pytest.raises((ValueError, TypeError), match=fragment):
         jaxdiff.sample(jax.random.PRNGKey(0), None, VP, shape=(4, 2), score_fn=SCORES[id(VP)], **kwargs)
+
+
+def test_explicit_grid_overrides_steps():
+    kw = dict(shape=(8, 2), sampler="ddim", score_fn=SCORES[id(VP)])
+    ts = np.array([0.9, 0.5, 0.1])
+    a, info = jaxdiff.sample(jax.random.PRNGKey(0), None, VP, ts=ts, steps=50, t_end=0.0, return_info=True, **kw)
+    b = jaxdiff.sample(jax.random.PRNGKey(0), None, VP, ts=ts, **kw)
+    np.testing.assert_array_equal(a, b)
+    assert int(info["nfe"]) == 2 and np.array_equal(info["ts"], ts)
+
+
+def test_second_call_does_not_retrace():
+    traces = []
+
+    def score(params, x, t):
+        traces.append(1)  # Python runs only while tracing
+        return MIX.marginal_score(VP, x, t)
+
+    for seed in range(3):
+        jaxdiff.sample(jax.random.PRNGKey(seed), None, VP, shape=(8, 2), sampler="dpmpp_2m", steps=6, score_fn=score)
+    assert len(traces) == 1
 
 
 def test_missing_score_is_explained():

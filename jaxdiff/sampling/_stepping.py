@@ -32,9 +32,11 @@ def _ddim(key, x, ts, model: Model, options, trajectory):
 
     ``x̂_0 = D(x_t)``, ``ε̂ = (x_t − α_t x̂_0)/σ_t``, ``c = η σ_s √(1 − (α_t σ_s/(α_s σ_t))²)``,
     ``x_s = α_s x̂_0 + √(σ_s² − c²) ε̂ + c z``. With ``α² + σ² = 1`` this is diffusers' DDIMScheduler
-    (``ᾱ = α²``); ``η = 1`` is DDPM's ancestral step with the posterior variance.
+    (``ᾱ = α²``); ``η = 1`` is DDPM's ancestral step with the posterior variance. ``clip_x0=c`` clips
+    ``x̂_0`` to ``[−c, c]`` after ``ε̂`` is formed (diffusers' ``clip_sample``; off by default here).
     """
     eta = options["eta"]
+    clip = options["clip_x0"]
     t_now, t_next = _pairs(ts)
     keys = jax.random.split(key, t_now.shape[0])
 
@@ -43,7 +45,9 @@ def _ddim(key, x, ts, model: Model, options, trajectory):
         a_t, s_t = alpha_sigma(model.sde, t)
         a_s, s_s = alpha_sigma(model.sde, s)
         x0 = model.denoise(x, t)
-        eps = (x - a_t * x0) / s_t
+        eps = (x - a_t * x0) / s_t  # from the unclipped x̂_0, as diffusers does
+        if clip is not None:
+            x0 = jnp.clip(x0, -clip, clip)
         c = eta * s_s * jnp.sqrt(jnp.clip(1.0 - (a_t * s_s / (a_s * s_t)) ** 2, 0.0, None))
         noise = jax.random.normal(k, x.shape, x.dtype) if eta > 0 else 0.0
         return a_s * x0 + jnp.sqrt(jnp.clip(s_s**2 - c**2, 0.0, None)) * eps + c * noise
@@ -58,9 +62,11 @@ def _ddpm(key, x, ts, model: Model, options, trajectory):
     With ``α_{t|s} = α_t/α_s`` and ``σ²_{t|s} = σ_t² − α_{t|s}² σ_s²``: mean
     ``(α_s σ²_{t|s}/σ_t²) x̂_0 + (α_{t|s} σ_s²/σ_t²) x_t`` (= DDPM's ``μ_θ`` with ``x̂_0`` from ``ε_θ``),
     variance ``σ²_{t|s} σ_s²/σ_t²`` (``variance="posterior"``, DDPM's β̃) or ``σ²_{t|s}``
-    (``variance="beta"``, DDPM's β). The last step to ``t = 0`` returns the mean ``x̂_0``.
+    (``variance="beta"``, DDPM's β). The last step to ``t = 0`` returns the mean ``x̂_0``. ``clip_x0=c``
+    clips ``x̂_0`` to ``[−c, c]`` (diffusers' ``clip_sample``; off by default here).
     """
     large = options["variance"] == "beta"
+    clip = options["clip_x0"]
     t_now, t_next = _pairs(ts)
     keys = jax.random.split(key, t_now.shape[0])
 
@@ -69,6 +75,8 @@ def _ddpm(key, x, ts, model: Model, options, trajectory):
         a_t, s_t = alpha_sigma(model.sde, t)
         a_s, s_s = alpha_sigma(model.sde, s)
         x0 = model.denoise(x, t)
+        if clip is not None:
+            x0 = jnp.clip(x0, -clip, clip)
         a_ts = a_t / a_s
         var_ts = s_t**2 - a_ts**2 * s_s**2
         mean = (a_s * var_ts / s_t**2) * x0 + (a_ts * s_s**2 / s_t**2) * x
@@ -364,14 +372,14 @@ register(SamplerSpec(
 register(SamplerSpec(
     name="ddim",
     fn=_ddim,
-    options={"eta": 0.0},
+    options={"eta": 0.0, "clip_x0": None},
     description="DDIM (η = 0: deterministic, the PF-ODE's first-order exponential integrator; η = 1: DDPM).",
     default_steps=50,
 ))
 register(SamplerSpec(
     name="ddpm",
     fn=_ddpm,
-    options={"variance": "posterior"},
+    options={"variance": "posterior", "clip_x0": None},
     description="DDPM ancestral sampling with μ_θ; variance 'posterior' (β̃) or 'beta' (β).",
     default_steps=1000,
     stochastic=True,

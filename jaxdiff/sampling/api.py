@@ -66,7 +66,8 @@ def sample(
       steps: number of grid intervals (each sampler has a default).
       score_fn: ``score_fn(params, x, t) -> ∇ log p_t(x)`` with ``t`` of shape ``[batch]``.
       x_init: the state at the first grid time instead of a prior draw (SDEdit, reproducing a run).
-      ts: an explicit decreasing grid of process times (overrides ``steps``, ``grid`` and ``t_end``).
+      ts: an explicit decreasing grid of process times (overrides ``steps``, ``grid``, ``t_end`` and
+        ``sigma_min``).
       t_end: where sampling stops (default ``sde.sampling_eps``); 0 makes the last step return the
         denoised estimate ``E[x_0 | x]``.
       grid: ``"time_uniform"``, ``"logsnr_uniform"``, ``"karras"`` (with ``rho``) or
@@ -111,9 +112,7 @@ def sample(
         raise ValueError(f"shape must be (batch, *data) with positive sizes, got shape={shape}.")
     dtype = jnp.dtype(jnp.result_type(float) if dtype is None else dtype)
 
-    if ts is not None:
-        if steps is not None or grid is not None or t_end is not None or sigma_min is not None:
-            raise ValueError("give either ts (an explicit grid) or steps/grid/t_end, not both.")
+    if ts is not None:  # an explicit grid overrides steps, grid, t_end and sigma_min
         grid_np = check_grid(sde, ts)
     else:
         steps = spec.default_steps if steps is None else steps
@@ -162,7 +161,9 @@ def sample(
 
 
 def _check_option_values(sampler: str, options: dict) -> None:
-    if sampler in ("ddim",):
+    if sampler in ("ddim", "ddpm") and options["clip_x0"] is not None:
+        V.check_positive("clip_x0", options["clip_x0"])
+    if sampler == "ddim":
         V.check_nonnegative("eta", options["eta"])
     if sampler == "ddpm":
         V.check_choice("variance", options["variance"], ("posterior", "beta"))
