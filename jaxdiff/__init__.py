@@ -46,6 +46,8 @@ from jaxdiff.time_sampling import (
     make_time_sampler,
 )
 
+from jaxdiff import models  # noqa: E402  (Flax score networks: jaxdiff.models.NCSNpp, DDPM, ScoreMLP)
+
 __version__ = "0.1.0"
 
 __all__ = [

@@ -1,0 +1,195 @@
+"""Score networks: score_sde's NCSN++/DDPM++ U-Net, its DDPM U-Net, and an MLP for low dimensions.
+
+Every network maps ``(x, noise_in)`` to an output of ``x``'s shape and knows nothing of processes:
+what ``noise_in`` is (``999 t``, ``σ(t)``, ...) and what the output means (ε, score, x₀, v, with or
+without ``1/σ`` scaling) is decided by a :class:`jaxdiff.Parameterization`. Images are NHWC.
+
+Parameter counts equal score_sde's: DDPM++ continuous (CIFAR-10) 61,804,419; NCSN++ continuous
+62,758,915 (128 of them the fixed Fourier embedding); DDPM continuous 35,218,947.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+import numpy as np
+
+from jaxdiff.models.layers import (
+    NIN,  # noqa: F401  (re-exported for users building their own blocks)
+    AttnBlock,
+    Downsample,
+    FIRConvDownsample,
+    GaussianFourierProjection,
+    ResnetBlockBigGAN,
+    ResnetBlockDDPM,
+    Upsample,
+    conv,
+    default_init,
+    group_norm,
+    sinusoidal_embedding,
+)
+
+
+class _TimeEmbedding(nn.Module):
+    """``Dense(4nf) ∘ act ∘ Dense(4nf)`` of a sinusoidal embedding of ``noise_in`` or a Gaussian
+    Fourier embedding of ``log noise_in``."""
+
+    nf: int
+    embedding_type: str = "positional"
+    fourier_scale: float = 16.0
+
+    @nn.compact
+    def __call__(self, noise_in):
+        if self.embedding_type == "fourier":
+            emb = GaussianFourierProjection(embedding_size=self.nf, scale=self.fourier_scale)(jnp.log(noise_in))
+        else:
+            emb = sinusoidal_embedding(noise_in, self.nf)
+        emb = nn.Dense(4 * self.nf, kernel_init=default_init(), bias_init=nn.initializers.zeros)(emb)
+        return nn.Dense(4 * self.nf, kernel_init=default_init(), bias_init=nn.initializers.zeros)(nn.swish(emb))
+
+
+class NCSNpp(nn.Module):
+    """score_sde's NCSN++ / DDPM++ U-Net (``resblock_type="biggan"``).
+
+    DDPM++ (VP): ``embedding_type="positional"``, ``progressive_input="none"``, ``fir=False``,
+    ``centered=True``. NCSN++ (VE): ``embedding_type="fourier"`` (of ``log σ``),
+    ``progressive_input="residual"`` (an FIR-downsampled input pyramid merged at each level),
+    ``fir=True``, ``centered=False`` (inputs in [0, 1] are mapped to ``2x − 1`` inside).
+    """
+
+    nf: int = 128
+    ch_mult: Sequence[int] = (1, 2, 2, 2)
+    num_res_blocks: int = 4
+    attn_resolutions: Sequence[int] = (16,)
+    dropout: float = 0.1
+    embedding_type: str = "positional"
+    fourier_scale: float = 16.0
+    progressive_input: str = "none"
+    fir: bool = False
+    skip_rescale: bool = True
+    init_scale: float = 0.0
+    centered: bool = True
+
+    @nn.compact
+    def __call__(self, x, noise_in, train: bool = False):
+        if self.embedding_type not in ("positional", "fourier"):
+            raise ValueError(f"embedding_type must be 'positional' or 'fourier', got {self.embedding_type!r}.")
+        if self.progressive_input not in ("none", "residual"):
+            raise ValueError(f"progressive_input must be 'none' or 'residual', got {self.progressive_input!r}.")
+        temb = _TimeEmbedding(self.nf, self.embedding_type, self.fourier_scale)(noise_in)
+
+        def resblock(**kw):
+            return ResnetBlockBigGAN(dropout=self.dropout, fir=self.fir, skip_rescale=self.skip_rescale,
+                                     init_scale=self.init_scale, **kw)
+
+        def attention():
+            return AttnBlock(skip_rescale=self.skip_rescale, init_scale=self.init_scale)
+
+        if not self.centered:
+            x = 2.0 * x - 1.0
+        pyramid = x
+        hs = [conv(self.nf)(x)]
+        levels = len(self.ch_mult)
+        for level, mult in enumerate(self.ch_mult):
+            for _ in range(self.num_res_blocks):
+                h = resblock(out_ch=self.nf * mult)(hs[-1], temb, train)
+                if h.shape[1] in self.attn_resolutions:
+                    h = attention()(h)
+                hs.append(h)
+            if level != levels - 1:
+                h = resblock(down=True)(hs[-1], temb, train)
+                if self.progressive_input == "residual":
+                    if self.fir:
+                        pyramid = FIRConvDownsample(h.shape[-1])(pyramid)
+                    else:
+                        pyramid = conv(h.shape[-1], 3, stride=2)(pyramid)
+                    pyramid = (pyramid + h) / np.sqrt(2.0) if self.skip_rescale else pyramid + h
+                    h = pyramid
+                hs.append(h)
+
+        h = hs[-1]
+        h = resblock()(h, temb, train)
+        h = attention()(h)
+        h = resblock()(h, temb, train)
+
+        for level in reversed(range(levels)):
+            for _ in range(self.num_res_blocks + 1):
+                h = resblock(out_ch=self.nf * self.ch_mult[level])(jnp.concatenate([h, hs.pop()], axis=-1), temb, train)
+            if h.shape[1] in self.attn_resolutions:
+                h = attention()(h)
+            if level != 0:
+                h = resblock(up=True)(h, temb, train)
+        assert not hs
+        h = nn.swish(group_norm(h.shape[-1])(h))
+        return conv(x.shape[-1], init_scale=self.init_scale)(h)
+
+
+class DDPM(nn.Module):
+    """The DDPM U-Net of Ho et al. as in score_sde's ``ddpm.py`` (inputs centered to [−1, 1])."""
+
+    nf: int = 128
+    ch_mult: Sequence[int] = (1, 2, 2, 2)
+    num_res_blocks: int = 2
+    attn_resolutions: Sequence[int] = (16,)
+    dropout: float = 0.1
+    resamp_with_conv: bool = True
+
+    @nn.compact
+    def __call__(self, x, noise_in, train: bool = False):
+        temb = _TimeEmbedding(self.nf, "positional")(noise_in)
+        hs = [conv(self.nf)(x)]
+        levels = len(self.ch_mult)
+        for level, mult in enumerate(self.ch_mult):
+            for _ in range(self.num_res_blocks):
+                h = ResnetBlockDDPM(out_ch=self.nf * mult, dropout=self.dropout)(hs[-1], temb, train)
+                if h.shape[1] in self.attn_resolutions:
+                    h = AttnBlock()(h)
+                hs.append(h)
+            if level != levels - 1:
+                hs.append(Downsample(self.resamp_with_conv)(hs[-1]))
+        h = hs[-1]
+        h = ResnetBlockDDPM(dropout=self.dropout)(h, temb, train)
+        h = AttnBlock()(h)
+        h = ResnetBlockDDPM(dropout=self.dropout)(h, temb, train)
+        for level in reversed(range(levels)):
+            for _ in range(self.num_res_blocks + 1):
+                h = ResnetBlockDDPM(out_ch=self.nf * self.ch_mult[level], dropout=self.dropout)(
+                    jnp.concatenate([h, hs.pop()], axis=-1), temb, train
+                )
+            if h.shape[1] in self.attn_resolutions:
+                h = AttnBlock()(h)
+            if level != 0:
+                h = Upsample(self.resamp_with_conv)(h)
+        assert not hs
+        h = nn.swish(group_norm(h.shape[-1])(h))
+        return conv(x.shape[-1], init_scale=0.0)(h)
+
+
+class ScoreMLP(nn.Module):
+    """An MLP for low-dimensional data: ``[x, emb(noise_in)] → (Dense → swish)×L → Dense``.
+
+    ``embedding_type`` "positional" (sinusoidal of ``noise_in``) or "fourier" (of ``log noise_in``);
+    the last layer starts at zero (``init_scale``), so the initial output is 0.
+    """
+
+    hidden: Sequence[int] = (256, 256, 256)
+    embedding_dim: int = 128
+    embedding_type: str = "positional"
+    fourier_scale: float = 16.0
+    init_scale: float = 0.0
+
+    @nn.compact
+    def __call__(self, x, noise_in, train: bool = False):
+        if self.embedding_type == "fourier":
+            emb = GaussianFourierProjection(self.embedding_dim // 2, self.fourier_scale)(jnp.log(noise_in))
+        else:
+            emb = sinusoidal_embedding(noise_in, self.embedding_dim)
+        emb = nn.swish(nn.Dense(self.embedding_dim, kernel_init=default_init())(emb))
+        shape = x.shape
+        h = jnp.concatenate([x.reshape(shape[0], -1), emb], axis=-1)
+        for width in self.hidden:
+            h = nn.swish(nn.Dense(width, kernel_init=default_init())(h))
+        out = nn.Dense(int(np.prod(shape[1:])), kernel_init=default_init(self.init_scale))(h)
+        return out.reshape(shape)
