@@ -29,6 +29,18 @@ Array = jax.Array
 _DDPM_SCHEDULES = ("linear", "cosine")
 
 
+def _checked_index(i: Any, size: int, owner: str, name: str = "i") -> Array:
+    """An integer index array, checked to lie in ``[0, size − 1]`` when concrete."""
+    i = jnp.asarray(i)
+    if not jnp.issubdtype(i.dtype, jnp.integer):
+        raise TypeError(f"{name} must be an integer index, got {name}.dtype={i.dtype}.")
+    if V.is_concrete(i):
+        arr = np.asarray(i)
+        if np.any(arr < 0) or np.any(arr >= size):
+            raise ValueError(f"{name} must lie in [0, {size - 1}] for {owner}, got {name}={arr.tolist()}.")
+    return i
+
+
 class _ArrayModule(eqx.Module):
     """Identity hash (fields are arrays), so that ``jax.jit(obj.method)`` works."""
 
@@ -87,17 +99,7 @@ class DDPMSchedule(_ArrayModule):
 
     # --- indices ------------------------------------------------------------------------------
     def _index(self, i: Any, name: str = "i") -> Array:
-        i = jnp.asarray(i)
-        if not jnp.issubdtype(i.dtype, jnp.integer):
-            raise TypeError(f"{name} must be an integer step index, got {name}.dtype={i.dtype}.")
-        if V.is_concrete(i):
-            arr = np.asarray(i)
-            if np.any(arr < 0) or np.any(arr >= self.num_steps):
-                raise ValueError(
-                    f"{name} must lie in [0, {self.num_steps - 1}] for DDPMSchedule(num_steps={self.num_steps}), "
-                    f"got {name}={arr.tolist()}."
-                )
-        return i
+        return _checked_index(i, self.num_steps, f"DDPMSchedule(num_steps={self.num_steps})", name)
 
     def alphas_cumprod_prev(self, i: Any) -> Array:
         """``ᾱ_{i−1}`` with ``ᾱ_{−1} = 1``."""
@@ -208,13 +210,7 @@ class NCSNSchedule(_ArrayModule):
 
     def continuous_time(self, i: Any) -> Array:
         """The VE time ``t_i = 1 − i/(L−1)`` with ``σ_VE(t_i) = sigmas[i]``."""
-        i = jnp.asarray(i)
-        if not jnp.issubdtype(i.dtype, jnp.integer):
-            raise TypeError(f"i must be an integer level index, got i.dtype={i.dtype}.")
-        if V.is_concrete(i):
-            arr = np.asarray(i)
-            if np.any(arr < 0) or np.any(arr >= self.num_scales):
-                raise ValueError(f"i must lie in [0, {self.num_scales - 1}], got i={arr.tolist()}.")
+        i = _checked_index(i, self.num_scales, f"NCSNSchedule(num_scales={self.num_scales})")
         return 1.0 - i.astype(jnp.result_type(float)) / (self.num_scales - 1)
 
     def continuous_times(self) -> Array:
