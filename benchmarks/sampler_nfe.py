@@ -2,6 +2,7 @@
 
     python -m benchmarks.sampler_nfe            # full run (~15 min on 2 CPU cores)
     python -m benchmarks.sampler_nfe --quick    # fewer samples and NFE values (~3 min)
+    python -m benchmarks.sampler_nfe --part timing    # only table (c)
 
 Two mixtures with closed-form scores under the VP-SDE (β 0.1 → 20): a 2-D ring of 8 Gaussians and a
 64-D mixture of 10 Gaussians with unequal weights and diagonal covariances. For NFE in
@@ -165,7 +166,7 @@ def timing_table(nfes, batch):
 
     @jax.jit
     def bare_loop(params, x, t):  # the network alone, `reps` times inside one compiled loop
-        return jax.lax.fori_loop(0, reps, lambda i, y: y + mlp_apply(params, y, t), x)
+        return jax.lax.fori_loop(0, reps, lambda i, y: (y + mlp_apply(params, y, t)).astype(y.dtype), x)
 
     bare_loop(params, x, t).block_until_ready()
     t0 = time.perf_counter()
@@ -200,6 +201,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="Sampler accuracy and overhead per NFE.")
     parser.add_argument("--quick", action="store_true", help="fewer samples and NFE values")
     parser.add_argument("--no-write", action="store_true", help="do not append to RESULTS.md")
+    parser.add_argument("--part", choices=("all", "accuracy", "timing"), default="all", help="which tables to run")
     args = parser.parse_args(argv)
     nfes = [5, 10, 20] if args.quick else [5, 10, 20, 50, 100]
     n_traj, n_sw = (500, 4000) if args.quick else (2000, 20000)
@@ -209,8 +211,10 @@ def main(argv=None):
     lines = [f"\n## sampler_nfe — {stamp} — {machine}{' (quick)' if args.quick else ''}\n",
              "VP-SDE 0.1/20, exact mixture scores, every grid ends at t = 0; a cell's (n) is the NFE actually used "
              "when a sampler's step structure cannot hit the column's NFE exactly."]
-    lines += accuracy_tables(mixtures, nfes, n_traj, n_sw)
-    lines += timing_table([10, 50] if args.quick else [10, 20, 50, 100], batch=512)
+    if args.part in ("all", "accuracy"):
+        lines += accuracy_tables(mixtures, nfes, n_traj, n_sw)
+    if args.part in ("all", "timing"):
+        lines += timing_table([10, 50] if args.quick else [10, 20, 50, 100], batch=512)
     text = "\n".join(lines) + "\n"
     print(text)
     if not args.no_write:

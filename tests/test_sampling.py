@@ -383,3 +383,38 @@ def test_float32_samples_under_x64():
         for kw in ({}, extra):
             out = jaxdiff.sample(jax.random.PRNGKey(0), None, VP, sampler=name, steps=4, x_init=x, score_fn=score, **kw)
             assert out.dtype == jnp.float32, name
+
+
+def test_edge_cases_of_the_front_door():
+    score = SCORES[id(VP)]
+    # an adaptive ODE solve asked to end at 0 integrates on to sampling_eps, then denoises
+    x, info = jaxdiff.sample(jax.random.PRNGKey(0), None, VP, shape=(8, 2), sampler="ode_adaptive", t_end=0.0,
+                             score_fn=score, return_info=True, trajectory=True)
+    assert info["trajectory_ts"][-2] == VP.sampling_eps and info["trajectory_ts"][-1] == 0.0
+    np.testing.assert_allclose(info["trajectory"][-1], x)
+    # the adaptive SDE solver keeps a trajectory too
+    _, info = jaxdiff.sample(jax.random.PRNGKey(0), None, VP, shape=(8, 2), sampler="sde", rtol=1e-2, t_end=0.0,
+                             score_fn=score, return_info=True, trajectory=True)
+    assert info["trajectory"].shape[0] == len(info["trajectory_ts"])
+    # one noise level is a valid annealed-Langevin run
+    _, info = jaxdiff.sample(jax.random.PRNGKey(0), None, VE, shape=(8, 2), sampler="annealed_langevin", steps=1,
+                             t_end=0.0, n_steps_each=7, score_fn=SCORES[id(VE)], return_info=True)
+    assert int(info["nfe"]) == 7 + 1
+    # denoise=True: the trajectory ends with the returned sample
+    x, info = jaxdiff.sample(jax.random.PRNGKey(0), None, VP, shape=(8, 2), sampler="ddim", steps=5, denoise=True,
+                             score_fn=score, return_info=True, trajectory=True)
+    np.testing.assert_allclose(info["trajectory"][-1], x)
+    assert info["trajectory"].shape[0] == len(info["trajectory_ts"]) == 7
+
+
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        (dict(sde=VP, t_end=0.5, sigma_min=0.1, grid="karras"), "sigma_min sets the last nonzero noise level"),
+        (dict(sde=jaxdiff.VESDE(), t_end=0.0, sigma_min=0.002, grid="karras"), r"sigma_min must lie in \(0.01"),
+    ],
+)
+def test_bad_sigma_min(kwargs, fragment):
+    sde = kwargs.pop("sde")
+    with pytest.raises(ValueError, match=fragment):
+        jaxdiff.sample(jax.random.PRNGKey(0), None, sde, shape=(4, 2), sampler="edm_heun", score_fn=exact_score(sde), **kwargs)

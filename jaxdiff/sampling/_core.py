@@ -60,6 +60,8 @@ class SamplerSpec:
     ``options`` maps option names to defaults; ``default_steps`` and ``default_grid`` apply when the
     caller gives neither ``steps`` nor ``ts``. ``handles_zero``: the update itself lands on ``σ = 0``.
     ``default_sigma_min(steps)``: the smallest nonzero ``σ̃`` of its default grid when that ends at 0.
+    ``adaptive``: the sampler picks its own steps, so a grid ending at 0 is integrated on to
+    ``sde.sampling_eps`` before the final Tweedie step. ``min_points``: the fewest grid points it runs on.
     """
 
     name: str
@@ -71,6 +73,8 @@ class SamplerSpec:
     handles_zero: bool = True
     stochastic: bool = False
     default_sigma_min: Callable[[int], float] | None = None
+    adaptive: bool = False
+    min_points: int = 2
 
 
 _REGISTRY: dict[str, SamplerSpec] = {}

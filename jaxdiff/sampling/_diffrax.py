@@ -125,13 +125,12 @@ def _sde_srk(key, x, ts, model: Model, options, trajectory):
         dt0=dt0,
         y0=x,
         stepsize_controller=controller,
-        saveat=_saveat(taus, trajectory and rtol is None),
+        saveat=_saveat(taus, trajectory),
         adjoint=adjoint,
         max_steps=max_steps,
     )
     nfe = evals * sol.stats["num_steps"]
-    traj = sol.ys if (trajectory and rtol is None) else None
-    return sol.ys[-1], nfe, traj
+    return sol.ys[-1], nfe, (sol.ys if trajectory else None)
 
 
 def _ode_fixed(solver_cls, evals_per_step):
@@ -220,4 +219,5 @@ register(SamplerSpec(
     description="Probability-flow ODE with adaptive Tsit5/Dopri5/Dopri8 and a PID controller through diffrax.",
     default_steps=16,
     handles_zero=False,
+    adaptive=True,
 ))

@@ -100,8 +100,18 @@ def time_grid(
         return np.array([t0, 0.0])
     s_max, s_min = _np_sigma_tilde(sde, np.array([t0, t_low]))
     if sigma_min is not None:
-        if not 0 < sigma_min < s_max:
-            raise ValueError(f"sigma_min must lie in (0, {s_max!r}) (σ̃ at t_start), got sigma_min={sigma_min!r}.")
+        if not ends_at_zero:
+            raise ValueError(
+                f"sigma_min sets the last nonzero noise level of a grid that ends at t_end=0; got t_end={t1!r} "
+                "(the grid then ends at t_end itself)."
+            )
+        with jax.ensure_compile_time_eval():
+            s_floor = float(sde._sigma(jnp.asarray(lo)) / sde._alpha(jnp.asarray(lo)))  # the formula's σ̃ at the domain's start
+        if not s_floor < sigma_min < s_max:
+            raise ValueError(
+                f"sigma_min must lie in ({s_floor!r}, {s_max!r}) for {type(sde).__name__} (σ̃ at t = {lo!r} and at "
+                f"t_start), got sigma_min={sigma_min!r}."
+            )
         s_min = float(sigma_min)
         t_low = float(_np_time_of_sigma_tilde(sde, np.array([s_min]))[0])
     if kind == "karras":

@@ -39,7 +39,9 @@ def _langevin(key, x, ts, model: Model, options, trajectory):
 
 
 def _annealed_langevin(key, x, ts, model: Model, options, trajectory):
-    r"""Algorithm 2: every grid time is a level; ``γ_i = step_lr · σ(t_i)² / σ(t_L)²``."""
+    r"""Algorithm 2: every grid time is a level; ``γ_i = step_lr · σ(t_i)² / σ(t_L)²``, and each step is
+    ``x ← x + γ_i s + √(2γ_i) z`` as in NCSN's code (the paper writes ``α_i/2`` and ``√α_i``, so
+    ``step_lr`` is the paper's ``ε/2``)."""
     m = options["n_steps_each"]
     step_lr = options["step_lr"]
     sigmas = model.sde._sigma(ts)
@@ -121,6 +123,7 @@ register(SamplerSpec(
     default_grid="logsnr_uniform",
     handles_zero=False,
     stochastic=True,
+    min_points=1,
 ))
 register(SamplerSpec(
     name="pc",

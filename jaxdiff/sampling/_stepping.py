@@ -180,7 +180,7 @@ def _edm_heun(key, x, ts, model: Model, options, trajectory):
     ``x̃ ← x̃ + √(σ̂² − σ̃_i²) S_noise z``; Euler ``x̃' = x̃ + (σ̃_{i+1} − σ̂) d(x̃, σ̂)`` with
     ``d = (x̃ − D)/σ̃``, then the trapezoidal correction with ``d(x̃', σ̃_{i+1})`` unless ``σ̃_{i+1} = 0``.
     ``S_churn = 0`` (default) is the deterministic Heun ODE solver (2 NFE per step, 1 for a last step
-    to 0).
+    to 0). ``σ̂`` is capped at the grid's first ``σ̃`` (the process has no noise level above ``t_max``).
     """
     alpha, sig = _scaled_grid(model, ts)
     n = ts.shape[0] - 1
@@ -197,8 +197,8 @@ def _edm_heun(key, x, ts, model: Model, options, trajectory):
         if gamma_max <= 0:
             return xs, s_now, t
         gamma = jnp.where((s_now >= s_tmin) & (s_now <= s_tmax), gamma_max, 0.0)
-        s_hat = s_now * (1.0 + gamma)
-        xs = xs + jnp.sqrt(s_hat**2 - s_now**2) * s_noise * jax.random.normal(k, xs.shape, xs.dtype)
+        s_hat = jnp.minimum(s_now * (1.0 + gamma), sig[0])  # not above the process's own top noise level
+        xs = xs + jnp.sqrt(jnp.maximum(s_hat**2 - s_now**2, 0.0)) * s_noise * jax.random.normal(k, xs.shape, xs.dtype)
         t_hat = jnp.where(gamma > 0, time_of_sigma_tilde(sde, s_hat), t)
         return xs, s_hat, t_hat
 
@@ -390,6 +390,7 @@ register(SamplerSpec(
     options={},
     description="DPM-Solver++(2M), k-diffusion's sample_dpmpp_2m in σ̃ = σ/α.",
     default_steps=20,
+    default_grid="logsnr_uniform",
 ))
 register(SamplerSpec(
     name="dpmpp_3m",
@@ -397,7 +398,7 @@ register(SamplerSpec(
     options={},
     description="DPM-Solver++(3M), k-diffusion's sample_dpmpp_3m_sde with eta = 0.",
     default_steps=20,
-    default_grid="karras",
+    default_grid="logsnr_uniform",
 ))
 register(SamplerSpec(
     name="edm_heun",

@@ -76,7 +76,11 @@ def sample(
         ``σ̃(sde.sampling_eps)``).
       denoise: finish with a Tweedie step ``x ← E[x_0 | x_{t_end}]`` (1 NFE).
       return_info: also return ``info`` with ``nfe`` (network evaluations used), ``ts`` (the grid) and,
-        with ``trajectory=True``, ``trajectory`` (the state at every grid time, ``[len(ts), *shape]``).
+        with ``trajectory=True``, ``trajectory`` (the state at every time the sampler visited, then the
+        final Tweedie estimate if one was taken) with its times ``trajectory_ts`` (0 for that estimate).
+        Samplers that cannot step onto ``t = 0`` (diffrax ODE/SDE solvers, ``pc``, annealed Langevin)
+        replace a last interval ``[t, 0]`` by a Tweedie step at ``t``; ``ode_adaptive`` first integrates
+        on to ``sde.sampling_eps``.
       dtype: of the samples (default: ``x_init``'s, else JAX's default float).
       **options: the sampler's own options (see ``jaxdiff.samplers()[sampler]["options"]``).
     Returns:
@@ -119,17 +123,20 @@ def sample(
         V.check_int_at_least("steps", steps, 1)
         grid_name = spec.default_grid if grid is None else grid
         V.check_choice("grid", grid_name, GRIDS)
-        if sigma_min is None and t_end == 0 and spec.default_sigma_min is not None and grid is None:
+        if sigma_min is None and t_end == 0 and spec.default_sigma_min is not None and grid_name == spec.default_grid:
             sigma_min = spec.default_sigma_min(steps)
         grid_np = time_grid(sde, steps, grid_name, t_end=t_end, rho=rho, sigma_min=sigma_min)
 
     ends_at_zero = bool(grid_np[-1] == 0.0)
-    run_grid = grid_np
-    final_denoise_at = None
+    # The grid the sampler itself runs on, and where (if anywhere) a final Tweedie step is taken.
+    run_grid, final_t = grid_np, None
     if ends_at_zero and not spec.handles_zero:
-        run_grid, final_denoise_at = grid_np[:-1], len(grid_np) - 2
+        run_grid = grid_np[:-1]
+        if spec.adaptive and run_grid[-1] > sde.sampling_eps:
+            run_grid = np.append(run_grid, float(sde.sampling_eps))  # integrate on to sampling_eps
+        final_t = float(run_grid[-1])
     elif denoise and not ends_at_zero:
-        final_denoise_at = len(grid_np) - 1
+        final_t = float(grid_np[-1])
     merged["_ends_at_zero"] = ends_at_zero and spec.handles_zero
     if "_log_sigma_tilde" in spec.options:  # samplers whose coefficients are precomputed from the grid
         with jax.ensure_compile_time_eval():
@@ -142,19 +149,20 @@ def sample(
         params,
         sde,
         None if x_init is None else jnp.asarray(x_init, dtype),
-        jnp.asarray(grid_np, dtype),
+        jnp.asarray(run_grid, dtype),
+        None if final_t is None else jnp.asarray(final_t, dtype),
         sampler=sampler,
         options=static_options,
         shape=shape,
         dtype=dtype.name,
         score_fn=resolved_score,
-        run_len=len(run_grid),
-        final_denoise_at=final_denoise_at,
         trajectory=bool(trajectory),
     )
     if not return_info:
         return samples
     info = {"nfe": nfe, "ts": grid_np}
+    if trajectory:
+        info["trajectory_ts"] = run_grid if final_t is None else np.append(run_grid, 0.0)
     if trajectory:
         info["trajectory"] = traj
     return samples, info
@@ -195,26 +203,19 @@ def _check_option_values(sampler: str, options: dict) -> None:
         V.check_int_at_least("max_steps", options["max_steps"], 1)
 
 
-@functools.partial(
-    jax.jit,
-    static_argnames=("sampler", "options", "shape", "dtype", "score_fn", "run_len", "final_denoise_at", "trajectory"),
-)
-def _run(key, params, sde, x_init, ts, *, sampler, options, shape, dtype, score_fn, run_len, final_denoise_at, trajectory):
+@functools.partial(jax.jit, static_argnames=("sampler", "options", "shape", "dtype", "score_fn", "trajectory"))
+def _run(key, params, sde, x_init, run_ts, final_t, *, sampler, options, shape, dtype, score_fn, trajectory):
     spec = get_spec(sampler)
-    opts = dict(options)
     model = Model(sde=sde, score_fn=score_fn, params=params)
     k_prior, k_run = jax.random.split(key)
     x = sde.prior_sample(k_prior, shape, dtype) if x_init is None else x_init
-    run_ts = ts[:run_len]
     nfe = 0
-    traj = None
-    if run_len >= 2:
-        x, nfe, traj = spec.fn(k_run, x, run_ts, model, opts, trajectory)
-    elif trajectory:
-        traj = x[None]
-    if final_denoise_at is not None:
-        x = model.denoise(x, ts[final_denoise_at])
+    traj = x[None] if trajectory else None
+    if run_ts.shape[0] >= spec.min_points:
+        x, nfe, traj = spec.fn(k_run, x, run_ts, model, dict(options), trajectory)
+    if final_t is not None:
+        x = model.denoise(x, final_t)
         nfe = nfe + 1
-        if trajectory and ts.shape[0] > run_len:
+        if trajectory:
             traj = jnp.concatenate([traj, x[None]], axis=0)
     return x, jnp.asarray(nfe), traj
