@@ -47,6 +47,7 @@ from jaxdiff.time_sampling import (
 )
 
 from jaxdiff import models  # noqa: E402  (Flax score networks: jaxdiff.models.NCSNpp, DDPM, ScoreMLP)
+from jaxdiff import training  # noqa: E402  (TrainState, make_optimizer, make_train_step)
 
 __version__ = "0.1.0"
 
