@@ -103,3 +103,35 @@ def test_four_devices_equal_one_device():
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0 and "OK" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_resume_is_exact(tmp_path):
+    """2N steps in one go equal N steps, a save, a restore into a fresh process state, and N more."""
+    from jaxdiff.training import Checkpointer
+
+    data, params, loss, opt, step = _setup()
+    batches = [data[(i * 64) % 512:(i * 64) % 512 + 64] for i in range(20)]
+    straight = create_train_state(params, opt, jax.random.PRNGKey(3))
+    for b in batches:
+        straight, _ = step(straight, b)
+
+    state = create_train_state(params, opt, jax.random.PRNGKey(3))
+    for b in batches[:10]:
+        state, _ = step(state, b)
+    ckpt = Checkpointer(str(tmp_path / "ckpt"), max_to_keep=2)
+    ckpt.save(int(state.step), state, {"data_position": 10})
+    ckpt.wait()
+    assert ckpt.restore(state, step=10)[1] == {"data_position": 10}
+    ckpt.save(int(state.step) + 1, state)  # keep-last-K: older ones are dropped
+    ckpt.save(int(state.step) + 2, state)
+    ckpt.wait()
+    assert ckpt.all_steps() == [11, 12]
+    fresh = create_train_state(params, opt, jax.random.PRNGKey(99))  # the structure to restore into
+    resumed, meta = Checkpointer(str(tmp_path / "ckpt")).restore(fresh, step=None)
+    assert int(resumed.step) == 10
+    resumed, meta = ckpt.restore(fresh, step=12)
+    for b in batches[10:]:
+        resumed, _ = step(resumed, b)
+    for a, b in zip(jax.tree_util.tree_leaves(straight), jax.tree_util.tree_leaves(resumed)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    ckpt.close()
