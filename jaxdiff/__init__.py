@@ -5,6 +5,10 @@ The public API is re-exported here; implementation modules are ``jaxdiff.process
 ``jaxdiff.time_sampling``.
 """
 
+from jaxdiff import (
+    models,  # noqa: E402  (Flax score networks: jaxdiff.models.NCSNpp, DDPM, ScoreMLP)
+    training,  # noqa: E402  (TrainState, make_optimizer, make_train_step)
+)
 from jaxdiff.discrete import DDPMSchedule, NCSNSchedule
 from jaxdiff.distributions import GaussianMixture
 from jaxdiff.likelihood import bits_per_dim, dequantize, log_likelihood
@@ -28,12 +32,12 @@ from jaxdiff.parameterization import (
     tweedie_denoise,
 )
 from jaxdiff.processes import (
+    VESDE,
+    VPSDE,
     CosineVPSDE,
     LinearProcess,
     OUProcess,
     SubVPSDE,
-    VESDE,
-    VPSDE,
     conditional_score,
     euler_maruyama_step,
     probability_flow_drift,
@@ -46,12 +50,11 @@ from jaxdiff.time_sampling import (
     make_time_sampler,
 )
 
-from jaxdiff import models  # noqa: E402  (Flax score networks: jaxdiff.models.NCSNpp, DDPM, ScoreMLP)
-from jaxdiff import training  # noqa: E402  (TrainState, make_optimizer, make_train_step)
-
 __version__ = "0.1.0"
 
 __all__ = [
+    "models",
+    "training",
     "CosineVPSDE",
     "DDPMSchedule",
     "Direct",

@@ -12,9 +12,9 @@ Convention: time ``t = 0`` means clean data for every process (``α = 1, σ = σ
 
 from __future__ import annotations
 
-import numpy as np
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxdiff import _validation as V
 from jaxdiff.processes import LinearProcess
