@@ -44,6 +44,7 @@ from jaxdiff.processes import (
     reverse_sde_drift,
 )
 from jaxdiff.sampling import karras_sigmas, sample, samplers, time_grid
+from jaxdiff.training.run import Run, load_run
 from jaxdiff.time_sampling import (
     constant_time_sampler,
     discrete_time_sampler,
@@ -55,6 +56,8 @@ __version__ = "0.1.0"
 __all__ = [
     "models",
     "training",
+    "Run",
+    "load_run",
     "CosineVPSDE",
     "DDPMSchedule",
     "Direct",

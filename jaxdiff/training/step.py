@@ -81,6 +81,7 @@ def make_train_step(
     optimizer: optax.GradientTransformation,
     *,
     ema_rate: float = 0.9999,
+    ema_warmup: bool = False,
     mesh: Mesh | None = None,
     donate: bool = True,
 ) -> Callable[[TrainState, Any], tuple[TrainState, dict]]:
@@ -90,6 +91,8 @@ def make_train_step(
       loss_fn: ``loss_fn(params, key, batch) -> scalar`` (e.g. :func:`jaxdiff.dsm_loss`).
       optimizer: an optax transformation (:func:`make_optimizer`).
       ema_rate: EMA decay ``r`` in ``ema ← r ema + (1 − r) params``.
+      ema_warmup: use ``r_k = min(r, (1 + k)/(10 + k))`` at step ``k`` (the EMA of a short run then
+        forgets the initialization; score_sde uses a constant ``r``).
       mesh: a mesh with a ``"data"`` axis; the batch's leading axis is sharded over it and the state
         replicated. ``None``: no sharding constraints.
       donate: donate the input state's buffers (the caller must not reuse the old state).
@@ -102,7 +105,11 @@ def make_train_step(
         loss, grads = jax.value_and_grad(loss_fn)(state.params, key, batch)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        ema = jax.tree_util.tree_map(lambda e, p: ema_rate * e + (1.0 - ema_rate) * p, state.ema_params, params)
+        rate = jnp.asarray(ema_rate, jnp.float32)
+        if ema_warmup:
+            k = state.step.astype(jnp.float32)
+            rate = jnp.minimum(rate, (1.0 + k) / (10.0 + k))
+        ema = jax.tree_util.tree_map(lambda e, p: (rate * e + (1.0 - rate) * p).astype(e.dtype), state.ema_params, params)
         new = TrainState(step=state.step + 1, params=params, ema_params=ema, opt_state=opt_state, rng=rng)
         return new, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
 

@@ -1,0 +1,68 @@
+"""The embedded default: scikit-learn's handwritten digits (8×8, 17 grey levels) with a small DDPM++
+U-Net and the VP SDE. Trains on 2 CPU cores in a few minutes to samples that are clearly digits.
+
+Data: 1,797 images shipped with scikit-learn, a stratified 20 % held out (data.split_seed); training
+sees uniformly dequantized levels ``(k + U)/17`` centred to [−1, 1], so the PF-ODE likelihood of
+held-out dequantized images bounds the bits/dim of the 17-level data.
+"""
+
+from jaxdiff.training.config import default_config
+
+
+def get_config():
+    config = default_config()
+    config.seed = 0
+    t = config.training
+    t.sde = "vpsde"
+    t.continuous = True
+    t.reduce_mean = True
+    t.likelihood_weighting = False
+    t.time_sampling = "stratified"
+    t.batch_size = 128
+    t.n_iters = 4000
+    t.snapshot_freq = 1000
+    t.log_freq = 50
+    t.snapshot_sampling = True
+    t.num_grid_samples = 100
+
+    s = config.sampling
+    s.method = "pc"
+    s.predictor = "euler_maruyama"
+    s.corrector = "none"
+    s.sampler = ""
+    s.steps = 500
+    s.eps = 1e-3
+
+    e = config.eval
+    e.batch_size = 1000
+    e.num_samples = 2000
+    e.enable_bpd = True
+    e.bpd_dataset = "test"
+
+    d = config.data
+    d.dataset = "digits"
+    d.image_size = 8
+    d.num_channels = 1
+    d.centered = True
+    d.uniform_dequantization = True
+    d.random_flip = False  # digits are not mirror-symmetric
+    d.test_fraction = 0.2
+    d.split_seed = 0
+
+    m = config.model
+    m.name = "ncsnpp"
+    m.embedding_type = "positional"
+    m.nf = 64
+    m.ch_mult = (1, 2, 2)
+    m.num_res_blocks = 2
+    m.attn_resolutions = (4,)
+    m.dropout = 0.1
+    m.ema_rate = 0.999
+    m.ema_warmup = True
+    m.scale_by_sigma = False
+
+    o = config.optim
+    o.lr = 1e-3
+    o.warmup = 200
+    o.grad_clip = 1.0
+    return config
