@@ -18,7 +18,7 @@ def get_config():
     t.reduce_mean = True
     t.likelihood_weighting = False
     t.time_sampling = "stratified"
-    t.batch_size = 128
+    t.batch_size = 64
     t.n_iters = 4000
     t.snapshot_freq = 1000
     t.log_freq = 50
@@ -52,9 +52,9 @@ def get_config():
     m = config.model
     m.name = "ncsnpp"
     m.embedding_type = "positional"
-    m.nf = 64
+    m.nf = 32
     m.ch_mult = (1, 2, 2)
-    m.num_res_blocks = 2
+    m.num_res_blocks = 1
     m.attn_resolutions = (4,)
     m.dropout = 0.1
     m.ema_rate = 0.999

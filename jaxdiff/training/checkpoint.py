@@ -44,11 +44,20 @@ class Checkpointer:
 
     def restore(self, like_state: Any, step: int | None = None) -> tuple[Any, dict]:
         """Restore checkpoint ``step`` (default: the latest) into the structure, shapes, dtypes and
-        shardings of ``like_state`` (a state or its ``jax.eval_shape``)."""
+        shardings of ``like_state`` (a state or its ``jax.eval_shape``; leaves without a sharding are
+        restored onto this process's first device, whatever topology saved them)."""
         step = self.latest_step() if step is None else int(step)
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {self.directory}.")
-        abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, like_state)
+        local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+
+        def abstract_leaf(x):
+            leaf = ocp.utils.to_shape_dtype_struct(x)
+            if getattr(leaf, "sharding", None) is None:  # e.g. a multi-host checkpoint restored on one device
+                leaf = jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=local)
+            return leaf
+
+        abstract = jax.tree_util.tree_map(abstract_leaf, like_state)
         restored = self._manager.restore(
             step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore())
         )

@@ -187,7 +187,7 @@ def image_grid(images: np.ndarray, *, num_levels: int | None = None) -> np.ndarr
         grid[1 + r * (h + 1): 1 + r * (h + 1) + h, 1 + q * (w + 1): 1 + q * (w + 1) + w] = images[i]
     if c == 1:
         grid = grid[..., 0]
-    scale = max(1, 256 // grid.shape[0])
+    scale = max(1, 512 // grid.shape[0])
     return np.repeat(np.repeat(grid, scale, axis=0), scale, axis=1)
 
 
@@ -276,7 +276,7 @@ def train(config: Any, workdir: str, *, progress: bool = True, log: Callable[[st
         iterator.set_state(meta["data_iterator"])
         log(f"resumed {workdir} from checkpoint step {start}")
     else:
-        state = jax.device_put(jax.jit(fresh_state)(), replicated)
+        state = jax.jit(fresh_state, out_shardings=replicated)()
         start = 0
     n_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(abstract.params))
     log(f"{config.model.name}: {n_params:,} parameters; {jax.device_count()} device(s), {jax.process_count()} "
@@ -295,7 +295,7 @@ def train(config: Any, workdir: str, *, progress: bool = True, log: Callable[[st
     def sample_grid(step_now: int) -> None:
         if not is_main:
             return
-        model = _score_model(network, parameterization, state.ema_params)
+        model = _score_model(network, parameterization, _local_copy(state.ema_params))
         num = t.num_grid_samples
         samples = draw_samples(config, model, sde, jax.random.fold_in(k_sample, step_now), num, batch_size=num)
         path = os.path.join(workdir, "samples", f"step_{step_now:07d}.png")
@@ -350,11 +350,17 @@ def train(config: Any, workdir: str, *, progress: bool = True, log: Callable[[st
         ckpt.close()
     bar.close()
     del last_good
-    run = Run(config=config, workdir=workdir, sde=sde, params=_score_model(network, parameterization, state.ema_params),
+    run = Run(config=config, workdir=workdir, sde=sde,
+              params=_score_model(network, parameterization, _local_copy(state.ema_params)),
               network=network, step=step, state=state, _dataset=dataset)
     if config.eval.at_end and is_main and (start < t.n_iters or not os.path.exists(os.path.join(workdir, "eval.json"))):
         evaluate_run(run, log=log)
     return run
+
+
+def _local_copy(tree):
+    """A host copy of replicated global arrays, usable by one process alone (sampling, evaluation)."""
+    return jax.tree_util.tree_map(lambda a: jnp.asarray(np.asarray(a.addressable_data(0))), tree)
 
 
 def _score_model(network, parameterization, params):

@@ -62,8 +62,18 @@ def make_optimizer(
     if optimizer == "adam":
         core = optax.adam(schedule, b1=beta1, b2=beta2, eps=eps)
     else:
-        core = optax.adamw(schedule, b1=beta1, b2=beta2, eps=eps, weight_decay=weight_decay)
+        core = optax.adamw(schedule, b1=beta1, b2=beta2, eps=eps, weight_decay=weight_decay, mask=_decayed)
     return optax.chain(optax.clip_by_global_norm(grad_clip), core) if grad_clip > 0 else core
+
+
+def _decayed(params):
+    """Weight-decay mask: every leaf except fixed buffers kept in ``params`` (the Gaussian Fourier
+    embedding's ``W``, which has a zero gradient and must not shrink)."""
+
+    def keep(path, _):
+        return not any("GaussianFourierProjection" in str(getattr(k, "key", k)) for k in path)
+
+    return jax.tree_util.tree_map_with_path(keep, params)
 
 
 def create_train_state(params: Any, optimizer: optax.GradientTransformation, rng: Array) -> TrainState:

@@ -1,0 +1,203 @@
+"""The main job end to end: digits run (checkpoint, samples, eval.json), load_run + jaxdiff.sample,
+the sample CLI, resume exactness through the data stream, a kill during training, non-finite loss,
+incompatible workdirs, and 2 processes with jax.distributed equal to 1 process.
+
+Runs that must be bit-comparable run in subprocesses (the test process has float64 enabled)."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from jaxdiff.training import config as C
+from jaxdiff.training.run import IncompatibleWorkdirError, NonFiniteLossError, load_run, train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOY = os.path.join(ROOT, "experiments", "configs", "toy_ring.py")
+
+
+def tiny_digits(n_iters=4):
+    from experiments.configs.vp_digits import get_config
+
+    config = get_config()
+    config.model.nf = 8
+    config.model.ch_mult = (1, 2)
+    config.model.num_res_blocks = 1
+    config.model.attn_resolutions = (4,)
+    config.training.batch_size = 16
+    config.training.n_iters = n_iters
+    config.training.snapshot_freq = 2
+    config.training.log_freq = 1
+    config.training.num_grid_samples = 16
+    config.sampling.steps = 4
+    config.eval.num_samples = 40
+    config.eval.batch_size = 20
+    config.eval.bpd_num_examples = 6
+    config.eval.bpd_rtol = 1e-2
+    config.eval.bpd_atol = 1e-2
+    return config
+
+
+def toy_args(workdir, n_iters, *extra):
+    return [sys.executable, "-m", "experiments.train", f"--config={TOY}", f"--workdir={workdir}", "--progress=false",
+            f"--config.training.n_iters={n_iters}", "--config.training.snapshot_freq=5",
+            "--config.training.log_freq=5", "--config.training.batch_size=64", "--config.training.sample_freq=0",
+            "--config.training.snapshot_sampling=false", "--config.eval.at_end=false",
+            "--config.model.hidden=(32,32)", "--config.model.embedding_dim=16", *extra]
+
+
+def final_params(workdir):
+    """Params and EMA params of the latest checkpoint, restored in a subprocess-free way."""
+    run = load_run(workdir)
+    return jax.tree_util.tree_leaves((run.state.params, run.state.ema_params, run.state.opt_state))
+
+
+def assert_same_leaves(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("digits"))
+    run = train(tiny_digits(), workdir, progress=False, log=lambda m: None)
+    return workdir, run
+
+
+def test_digits_run_writes_checkpoints_samples_metrics_and_eval(digits_run):
+    workdir, run = digits_run
+    assert run.step == 4
+    assert sorted(int(s) for s in os.listdir(os.path.join(workdir, "checkpoints")) if s.isdigit()) == [2, 4]
+    assert sorted(os.listdir(os.path.join(workdir, "samples"))) == ["step_0000002.png", "step_0000004.png"]
+    with open(os.path.join(workdir, "samples", "step_0000004.png"), "rb") as fh:
+        assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+    lines = [json.loads(x) for x in open(os.path.join(workdir, "metrics.jsonl"))]
+    assert [x["step"] for x in lines] == [1, 2, 3, 4] and all(np.isfinite(x["loss"]) for x in lines)
+    ev = json.load(open(os.path.join(workdir, "eval.json")))
+    assert 0.5 < ev["bits_per_dim"] < 12 and ev["fd_digits"] > 0 and ev["num_samples"] == 40
+
+
+def test_load_run_gives_what_sample_needs(digits_run):
+    import jaxdiff
+
+    workdir, trained = digits_run
+    run = jaxdiff.load_run(workdir)
+    assert run.step == 4 and run.shape == (8, 8, 1)
+    assert_same_leaves(jax.tree_util.tree_leaves(run.params.params), jax.tree_util.tree_leaves(trained.state.ema_params))
+    x = jaxdiff.sample(jax.random.key(0), run.params, run.sde, shape=(5, 8, 8, 1), steps=3)
+    assert x.shape == (5, 8, 8, 1) and np.all(np.isfinite(np.asarray(x)))
+    levels = run.dataset.to_data_units(np.asarray(x))
+    assert levels.dtype == np.uint8 and levels.max() <= 16
+
+
+def test_sample_cli_writes_npz_in_data_units(digits_run, tmp_path):
+    workdir, _ = digits_run
+    out = str(tmp_path / "s.npz")
+    proc = subprocess.run([sys.executable, "-m", "experiments.sample", f"--workdir={workdir}", "--num=10",
+                           f"--out={out}", "--steps=3"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    samples = np.load(out)["samples"]
+    assert samples.shape == (10, 8, 8, 1) and samples.dtype == np.uint8 and samples.max() <= 16
+    assert os.path.exists(str(tmp_path / "s.png"))
+
+
+def test_incompatible_workdir_is_refused_with_the_differing_fields(digits_run):
+    workdir, _ = digits_run
+    config = tiny_digits(n_iters=6)
+    config.model.nf = 16
+    config.training.sde = "subvpsde"
+    with pytest.raises(IncompatibleWorkdirError, match=r"(?s)model\.nf: checkpoint has 8, config has 16.*training\.sde"):
+        train(config, workdir, progress=False, log=lambda m: None)
+
+
+def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    config = tiny_digits(n_iters=6)
+    config.training.snapshot_freq = 1
+    config.training.snapshot_sampling = False
+    config.optim.lr = 1e30
+    config.optim.warmup = 0
+    config.optim.grad_clip = 0.0
+    config.eval.at_end = False
+    workdir = str(tmp_path / "nan")
+    with pytest.raises(NonFiniteLossError, match=r"non-finite .* at step (\d+).*last good checkpoint is step") as err:
+        train(config, workdir, progress=False, log=lambda m: None)
+    bad_step = int(str(err.value).split("at step ")[1].split(" ")[0])
+    steps = sorted(int(s) for s in os.listdir(os.path.join(workdir, "checkpoints")) if s.isdigit())
+    assert steps and steps[-1] == bad_step - 1
+
+
+def _run(args, **kw):
+    return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300, **kw)
+
+
+@pytest.fixture(scope="module")
+def toy_reference(tmp_path_factory):
+    """An uninterrupted 40-step toy run in a subprocess."""
+    workdir = str(tmp_path_factory.mktemp("toy_ref"))
+    proc = _run(toy_args(workdir, 40))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return workdir
+
+
+def test_stop_and_resume_equals_uninterrupted(toy_reference, tmp_path):
+    workdir = str(tmp_path / "resumed")
+    first = _run(toy_args(workdir, 20))
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = _run(toy_args(workdir, 40))
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "resumed" in second.stderr
+    assert_same_leaves(final_params(workdir), final_params(toy_reference))
+
+
+def test_kill_during_training_then_restart_resumes_exactly(toy_reference, tmp_path):
+    workdir = str(tmp_path / "killed")
+    ckpts = os.path.join(workdir, "checkpoints")
+    proc = subprocess.Popen(toy_args(workdir, 40, "--config.training.snapshot_freq=1"), cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if os.path.isdir(ckpts) and sum(s.isdigit() for s in os.listdir(ckpts)) >= 2:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)  # may land in the middle of a save
+    proc.wait()
+    restart = _run(toy_args(workdir, 40))
+    assert restart.returncode == 0, restart.stderr[-3000:]
+    assert_same_leaves(final_params(workdir), final_params(toy_reference))
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_with_jax_distributed_equal_one_process(toy_reference, tmp_path):
+    workdir = str(tmp_path / "two")
+    port = _free_port()
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    procs = [subprocess.Popen(toy_args(workdir, 40, f"--coordinator=127.0.0.1:{port}", "--num_processes=2",
+                                       f"--process_id={i}"), cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    assert "2 process(es)" in outs[0][1]
+    ours, ref = final_params(workdir), final_params(toy_reference)
+    for x, y in zip(ours, ref):  # a cross-process all-reduce may sum in another order
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-5)
+
+
+def test_bad_config_is_refused_before_compiling(tmp_path):
+    proc = _run([sys.executable, "-m", "experiments.train", f"--config={TOY}", f"--workdir={tmp_path / 'bad'}",
+                 "--config.optim.lr=-1.0"])
+    assert proc.returncode == 2 and "optim.lr=-1.0" in proc.stderr
+    assert not os.path.exists(tmp_path / "bad" / "checkpoints")
