@@ -75,7 +75,8 @@ def baseline_rows(train, test, num_samples: int, seed: int, test_features, featu
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Gaussian-mixture and KDE baselines on digits: bits/dim, FD_digits.")
     parser.add_argument("--workdir", default=None, help="a training run's folder; adds a row from DIR/eval.json")
-    parser.add_argument("--samples", type=int, default=2000, help="samples per baseline for FD_digits")
+    parser.add_argument("--samples", type=int, default=None,
+                        help="samples per baseline for FD_digits (default: the run's eval.num_samples, else 1000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the baselines' split, noise and samples")
     parser.add_argument("--no-write", action="store_true", help="do not append to RESULTS.md")
     args = parser.parse_args(argv)
@@ -88,6 +89,11 @@ def main(argv=None):
     classifier_time = time.perf_counter() - t0
     test_features = classifier.features(test)
 
+    if args.samples is None:
+        args.samples = 1000
+        if args.workdir and os.path.exists(os.path.join(args.workdir, "eval.json")):
+            with open(os.path.join(args.workdir, "eval.json")) as fh:
+                args.samples = int(json.load(fh).get("num_samples", 1000))
     rows = baseline_rows(train, test, args.samples, args.seed, test_features, classifier.features)
     uniform = np.random.default_rng(args.seed).integers(0, DIGITS_LEVELS, (args.samples,) + test.shape[1:])
     references = [

