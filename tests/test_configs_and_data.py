@@ -101,6 +101,7 @@ def test_network_output_shape_for_config(name):
         ("model.attn_resolutions", (3,), "model.attn_resolutions"),
         ("data.dataset", "imagenet", "data.dataset='imagenet'"),
         ("training.batch_size", 0, "training.batch_size=0"),
+        ("eval.inception_path", "/w/inception.pkl", "FID is not implemented yet"),
     ],
 )
 def test_bad_values_are_refused_with_the_field_name(field, value, fragment):

@@ -109,6 +109,16 @@ def test_sample_cli_writes_npz_in_data_units(digits_run, tmp_path):
     assert os.path.exists(str(tmp_path / "s.png"))
 
 
+def test_evaluate_cli_rewrites_eval_json(digits_run):
+    workdir, _ = digits_run
+    proc = subprocess.run([sys.executable, "-m", "experiments.evaluate", f"--workdir={workdir}", "--num_samples=12",
+                           "--bpd_num_examples=3"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ev = json.load(open(os.path.join(workdir, "eval.json")))
+    assert ev["num_samples"] == 12 and ev["step"] == 4 and np.isfinite(ev["bits_per_dim"])
+    assert json.loads(proc.stdout)["fd_digits"] == ev["fd_digits"]
+
+
 def test_incompatible_workdir_is_refused_with_the_differing_fields(digits_run):
     workdir, _ = digits_run
     config = tiny_digits(n_iters=6)

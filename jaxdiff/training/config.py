@@ -80,7 +80,7 @@ def default_config() -> ml_collections.ConfigDict:
     evaluate.bpd_num_examples = 0  # jaxdiff: 0 = the whole held-out set
     evaluate.bpd_rtol = 1e-5  # jaxdiff: PF-ODE tolerances of the likelihood
     evaluate.bpd_atol = 1e-5
-    evaluate.inception_path = ""  # jaxdiff: Inception weights for FID (never downloaded)
+    evaluate.inception_path = ""  # jaxdiff: reserved for FID with user-provided Inception weights (not yet)
     evaluate.at_end = True  # jaxdiff: write workdir/eval.json when training ends
 
     config.data = data = ml_collections.ConfigDict()
@@ -256,6 +256,9 @@ def validate_config(config: Any, *, device_count: int | None = None) -> ml_colle
     integer("eval.num_samples", 1)
     integer("eval.bpd_num_examples", 0)
     choice("eval.bpd_dataset", ("test", "train"))
+    need(get("eval.inception_path") == "", "eval.inception_path",
+         "FID is not implemented yet (jaxdiff has no Inception network); leave it '' — eval.json then reports "
+         "bits/dim and, for digits, the classifier-feature Fréchet distance")
     positive("eval.bpd_rtol")
     positive("eval.bpd_atol")
 
