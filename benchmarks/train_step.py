@@ -22,9 +22,12 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 
 import jax
@@ -165,10 +168,24 @@ def bench_one(name: str, batch: int, steps: int, warmup: int, quick: bool) -> di
     }
 
 
+def bench_isolated(name: str, batch: int, steps: int, warmup: int, quick: bool) -> dict:
+    """:func:`bench_one` in a child process, so that a measurement the machine's memory cannot hold
+    (e.g. a 62M-parameter U-Net at batch 128 in 24 GiB) is killed alone and recorded as such."""
+    cmd = [sys.executable, "-m", "benchmarks.train_step", "--_one", f"{name}:{batch}", "--steps", str(steps),
+           "--warmup", str(warmup)] + (["--quick"] if quick else [])
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    killed = proc.returncode in (-9, 137)
+    reason = "killed (out of memory)" if killed else f"failed (exit {proc.returncode}): {proc.stderr.strip()[-300:]}"
+    return {"model": name, "batch": batch, "failed": reason}
+
+
 def torch_ratio(row: dict, quick: bool) -> float | None:
     """Our images/s over score_sde_pytorch's quoted images/s, for the full model at the quoted batch."""
     ref_batch, ref_seconds = TORCH_REFERENCE[row["model"]]
-    if quick or row["batch"] != ref_batch:
+    if quick or row["batch"] != ref_batch or "failed" in row:
         return None
     return row["images_per_s"] / (ref_batch / ref_seconds)
 
@@ -180,6 +197,10 @@ def table_lines(rows: list[dict], matmul_rate: float, quick: bool) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
+        if "failed" in row:
+            label = LABELS[row["model"]] + (" (tiny)" if quick else "")
+            lines.append(f"| {label} | {row['batch']} | — | — | {row['failed']} | — | — | — | — | — |")
+            continue
         flops = row["flops"]
         gflop = f"{flops / 1e9:.1f}" if flops else "n/a"
         rate = flops / row["step_s"] if flops else None
@@ -249,7 +270,12 @@ def main(argv=None):
     parser.add_argument(
         "--matmul-n", type=int, default=None, help="size of the reference matmul (default 4096; quick 2048)"
     )
+    parser.add_argument("--_one", default=None, help=argparse.SUPPRESS)  # child process: MODEL:BATCH
     args = parser.parse_args(argv)
+    if args._one:
+        name, batch = args._one.split(":")
+        print("RESULT " + json.dumps(bench_one(name, int(batch), args.steps, args.warmup, args.quick)), flush=True)
+        return
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     for m in models:
         if m not in LABELS:
@@ -271,8 +297,11 @@ def main(argv=None):
     rows = []
     for name in models:
         for batch in batches:
-            row = bench_one(name, batch, args.steps, args.warmup, args.quick)
+            row = bench_isolated(name, batch, args.steps, args.warmup, args.quick)
             rows.append(row)
+            if "failed" in row:
+                print(f"{LABELS[name]} batch {batch}: {row['failed']}", flush=True)
+                continue
             print(
                 f"{LABELS[name]} batch {batch}: {row['params']:,} params, lower {row['lower_s']:.1f} s, "
                 f"lower+compile {row['compile_s']:.1f} s, step median {row['step_s']:.3f} s "
@@ -284,7 +313,7 @@ def main(argv=None):
     stamp = datetime.date.today().isoformat()
     flops_note = (
         ""
-        if all(r["flops"] for r in rows)
+        if all(r.get("flops") or "failed" in r for r in rows)
         else " XLA's cost analysis gave no FLOP count on this backend for some rows (n/a)."
     )
     lines = [

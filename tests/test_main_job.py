@@ -177,8 +177,9 @@ def test_kill_during_training_then_restart_resumes_exactly(toy_reference, tmp_pa
         if os.path.isdir(ckpts) and sum(s.isdigit() for s in os.listdir(ckpts)) >= 2:
             break
         time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
     proc.send_signal(signal.SIGKILL)  # may land in the middle of a save
-    proc.wait()
+    assert proc.wait() == -signal.SIGKILL
     restart = _run(toy_args(workdir, 20))
     assert restart.returncode == 0, restart.stderr[-3000:]
     assert_same_leaves(final_params(workdir), final_params(toy_reference))
