@@ -44,12 +44,12 @@ from jaxdiff.processes import (
     reverse_sde_drift,
 )
 from jaxdiff.sampling import karras_sigmas, sample, samplers, time_grid
-from jaxdiff.training.run import Run, load_run
 from jaxdiff.time_sampling import (
     constant_time_sampler,
     discrete_time_sampler,
     make_time_sampler,
 )
+from jaxdiff.training.run import Run, load_run
 
 __version__ = "0.1.0"
 

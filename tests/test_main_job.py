@@ -16,7 +16,6 @@ import jax
 import numpy as np
 import pytest
 
-from jaxdiff.training import config as C
 from jaxdiff.training.run import IncompatibleWorkdirError, NonFiniteLossError, load_run, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

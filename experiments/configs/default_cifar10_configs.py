@@ -49,6 +49,31 @@ def get_default_configs():
     return config
 
 
+def _unet_fields(m, deep: bool) -> None:
+    """The U-Net shape both score_sde families share (CIFAR-10)."""
+    m.normalization = "GroupNorm"
+    m.nonlinearity = "swish"
+    m.nf = 128
+    m.ch_mult = (1, 2, 2, 2)
+    m.num_res_blocks = 8 if deep else 4
+    m.attn_resolutions = (16,)
+    m.resamp_with_conv = True
+    m.conditional = True
+
+
+def _block_fields(m) -> None:
+    """Block settings both score_sde NCSN++-family configs share."""
+    m.fir_kernel = [1, 3, 3, 1]
+    m.skip_rescale = True
+    m.resblock_type = "biggan"
+    m.progressive = "none"
+    m.progressive_combine = "sum"
+    m.attention_type = "ddpm"
+    m.init_scale = 0.0
+    m.fourier_scale = 16
+    m.conv_size = 3
+
+
 def ddpmpp(config, *, sde: str, deep: bool):
     """score_sde's ``configs/{vp,subvp}/cifar10_ddpmpp[_deep]_continuous.py`` on top of the defaults."""
     config.training.sde = sde
@@ -65,26 +90,11 @@ def ddpmpp(config, *, sde: str, deep: bool):
     m.name = "ncsnpp"
     m.scale_by_sigma = False
     m.ema_rate = 0.9999
-    m.normalization = "GroupNorm"
-    m.nonlinearity = "swish"
-    m.nf = 128
-    m.ch_mult = (1, 2, 2, 2)
-    m.num_res_blocks = 8 if deep else 4
-    m.attn_resolutions = (16,)
-    m.resamp_with_conv = True
-    m.conditional = True
+    _unet_fields(m, deep)
     m.fir = False
-    m.fir_kernel = [1, 3, 3, 1]
-    m.skip_rescale = True
-    m.resblock_type = "biggan"
-    m.progressive = "none"
     m.progressive_input = "none"
-    m.progressive_combine = "sum"
-    m.attention_type = "ddpm"
-    m.init_scale = 0.0
     m.embedding_type = "positional"
-    m.fourier_scale = 16
-    m.conv_size = 3
+    _block_fields(m)
     return config
 
 
@@ -102,23 +112,8 @@ def ncsnpp_ve(config, *, deep: bool):
     m.name = "ncsnpp"
     m.scale_by_sigma = True
     m.ema_rate = 0.999
-    m.normalization = "GroupNorm"
-    m.nonlinearity = "swish"
-    m.nf = 128
-    m.ch_mult = (1, 2, 2, 2)
-    m.num_res_blocks = 8 if deep else 4
-    m.attn_resolutions = (16,)
-    m.resamp_with_conv = True
-    m.conditional = True
+    _unet_fields(m, deep)
     m.fir = True
-    m.fir_kernel = [1, 3, 3, 1]
-    m.skip_rescale = True
-    m.resblock_type = "biggan"
-    m.progressive = "none"
     m.progressive_input = "residual"
-    m.progressive_combine = "sum"
-    m.attention_type = "ddpm"
-    m.init_scale = 0.0
-    m.fourier_scale = 16
-    m.conv_size = 3
+    _block_fields(m)
     return config

@@ -5,7 +5,7 @@ Workdir layout::
     config.json        the validated config (written once; a resume must be compatible with it)
     checkpoints/       orbax: TrainState + {"data_iterator", "step"} every training.snapshot_freq steps
     metrics.jsonl      one JSON object per log step: step, loss, grad_norm, steps_per_s, time
-    samples/           PNG grids of EMA samples (step_XXXXXXX.png)
+    samples/           PNG grids of EMA samples (step_0001000.png, ...)
     eval.json          the final evaluation (bits/dim, Fréchet distance, ...)
 
 Data flow: config → validation (nothing compiled yet) → dataset → per-process grain stream →
@@ -31,7 +31,7 @@ from jax.sharding import PartitionSpec as P
 
 from jaxdiff.training import config as C
 from jaxdiff.training.checkpoint import Checkpointer
-from jaxdiff.training.data import Dataset, DataIterator, load_dataset, make_stream, preprocess
+from jaxdiff.training.data import DataIterator, Dataset, load_dataset, make_stream, preprocess
 from jaxdiff.training.step import TrainState, create_train_state, make_train_step
 
 
