@@ -24,22 +24,14 @@ import datetime
 import json
 import math
 import os
-import platform
 import time
 
-import jax
 import numpy as np
 
+from benchmarks._common import machine_description, publish
 from jaxdiff.baselines import gaussian_mixture_baseline, kde_baseline
 from jaxdiff.metrics import DIGITS_LEVELS, digits_classifier, frechet_distance
 from jaxdiff.training.data import load_digits_arrays, stratified_split
-
-RESULTS = os.path.join(os.path.dirname(__file__), "RESULTS.md")
-
-
-def machine_description() -> str:
-    """``arch, N cores, backend, jax version``: the machine line of a RESULTS.md section."""
-    return f"{platform.machine()}, {os.cpu_count()} cores, {jax.devices()[0].platform}, jax {jax.__version__}"
 
 
 def read_model_eval(workdir: str) -> dict | None:
@@ -125,11 +117,7 @@ def main(argv=None):
         lines.append(f"| {name} | {cell(bpd, '.4f')} | {fd:.3f} | — |")
     lines.append("")
     lines += [f"- {name}: {description}" for name, _, _, _, description in rows]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if not args.no_write:
-        with open(RESULTS, "a") as fh:
-            fh.write(text)
+    publish("\n".join(lines) + "\n", write=not args.no_write)
 
 
 if __name__ == "__main__":

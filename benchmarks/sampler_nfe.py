@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
-import platform
 import time
 
 import jax
@@ -34,11 +32,11 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import jaxdiff  # noqa: E402
+from benchmarks._common import machine_description, publish  # noqa: E402
 from jaxdiff.metrics import sliced_wasserstein  # noqa: E402
 from jaxdiff.sampling import alpha_sigma, sigma_tilde  # noqa: E402
 
 SDE = jaxdiff.VPSDE(0.1, 20.0)
-RESULTS = os.path.join(os.path.dirname(__file__), "RESULTS.md")
 
 
 def ring_mixture():
@@ -207,7 +205,7 @@ def main(argv=None):
     n_traj, n_sw = (500, 4000) if args.quick else (2000, 20000)
     mixtures = [("2-D ring of 8 Gaussians", ring_mixture()), ("64-D mixture of 10 Gaussians", mixture_64d())]
     stamp = datetime.date.today().isoformat()
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, {jax.devices()[0].platform}, jax {jax.__version__}"
+    machine = machine_description()
     lines = [f"\n## sampler_nfe — {stamp} — {machine}{' (quick)' if args.quick else ''}\n",
              "VP-SDE 0.1/20, exact mixture scores, every grid ends at t = 0; a cell's (n) is the NFE actually used "
              "when a sampler's step structure cannot hit the column's NFE exactly."]
@@ -215,11 +213,7 @@ def main(argv=None):
         lines += accuracy_tables(mixtures, nfes, n_traj, n_sw)
     if args.part in ("all", "timing"):
         lines += timing_table([10, 50] if args.quick else [10, 20, 50, 100], batch=512)
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if not args.no_write:
-        with open(RESULTS, "a") as fh:
-            fh.write(text)
+    publish("\n".join(lines) + "\n", write=not args.no_write)
 
 
 if __name__ == "__main__":

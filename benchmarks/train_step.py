@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -34,9 +32,9 @@ import jax
 import jax.numpy as jnp
 
 import jaxdiff
+from benchmarks._common import machine_description, publish
 from jaxdiff.training import create_train_state, make_optimizer, make_train_step
 
-RESULTS = os.path.join(os.path.dirname(__file__), "RESULTS.md")
 IMAGE_SHAPE = (32, 32, 3)
 
 # score_sde_pytorch's own train step (incl. EMA), torch 2.13 CPU with 2 threads, on this machine
@@ -244,13 +242,6 @@ def torch_lines(rows: list[dict], quick: bool) -> list[str]:
     return lines
 
 
-def machine_description() -> str:
-    """Architecture, usable cores, JAX platform and device kind, JAX version."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    device = jax.devices()[0]
-    return f"{platform.machine()}, {cores} cores, {device.platform} ({device.device_kind}), jax {jax.__version__}"
-
-
 def parse_ints(text: str) -> list[int]:
     """``"8,32,128"`` → ``[8, 32, 128]``."""
     return [int(v) for v in text.split(",") if v.strip()]
@@ -326,11 +317,7 @@ def main(argv=None):
     ]
     lines += table_lines(rows, matmul_rate, args.quick)
     lines += [""] + torch_lines(rows, args.quick)
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if write:
-        with open(RESULTS, "a") as fh:
-            fh.write(text)
+    publish("\n".join(lines) + "\n", write=write)
 
 
 if __name__ == "__main__":
