@@ -9,8 +9,18 @@ from jaxdiff import (
     models,  # noqa: E402  (Flax score networks: jaxdiff.models.NCSNpp, DDPM, ScoreMLP)
     training,  # noqa: E402  (TrainState, make_optimizer, make_train_step)
 )
+from jaxdiff import flows  # noqa: E402  (flow matching, rectified flow, interpolants, Schrödinger bridges)
 from jaxdiff.discrete import DDPMSchedule, NCSNSchedule
 from jaxdiff.distributions import GaussianMixture
+from jaxdiff.flows import (
+    BrownianBridge,
+    LinearInterpolant,
+    TrigInterpolant,
+    gaussian_bridge_marginal,
+    gaussian_entropic_ot,
+    ot_plan,
+    translate,
+)
 from jaxdiff.likelihood import bits_per_dim, dequantize, log_likelihood
 from jaxdiff.losses import (
     ddpm_loss,
@@ -54,6 +64,14 @@ from jaxdiff.training.run import Run, load_run
 __version__ = "0.1.0"
 
 __all__ = [
+    "flows",
+    "BrownianBridge",
+    "LinearInterpolant",
+    "TrigInterpolant",
+    "gaussian_bridge_marginal",
+    "gaussian_entropic_ot",
+    "ot_plan",
+    "translate",
     "models",
     "training",
     "Run",

@@ -218,6 +218,70 @@ class GaussianMixture(eqx.Module):
         per_comp = prior_means + gain * (x_t[..., None, :] - means_t)
         return jnp.sum(resp * per_comp, axis=-2)
 
+    # --- under an interpolant to another mixture (flows; x0 from self, x1 from target) ----------
+    def _interpolant_params(self, target: "GaussianMixture", path: Any, x: Array, t: Any):
+        r"""Pair-component parameters of ``x_t = a x₀ + b x₁ + c z`` with ``x₀ ~ self``, ``x₁ ~ target``
+        independent: weights ``w_i v_j``, means ``a μ_i + b ν_j``, variances ``a² s_i² + b² r_j² + c²``
+        and their time derivatives, flattened over ``(i, j)`` and shaped against ``x[..., None, :]``."""
+        if not isinstance(target, GaussianMixture):
+            raise TypeError(f"target must be a GaussianMixture, got {type(target).__name__}.")
+        if target.dim != self.dim:
+            raise ValueError(f"target has dimension {target.dim}, but this mixture has dimension {self.dim}.")
+        V.check_time_shape("t", t, x)
+        (a, b, c), (da, db, dc) = path.coefficients(t), path.coefficient_derivatives(t)  # both check t
+        coeffs = [jnp.asarray(v, x.dtype) for v in (a, b, c, da, db, dc)]
+        if np.ndim(t) == 1:
+            extra = (1,) * (np.ndim(x) - 1 + 1)
+            coeffs = [v.reshape(v.shape + extra) for v in coeffs]
+        a, b, c, da, db, dc = coeffs
+        dtype = x.dtype
+        mu0, s0 = self.means.astype(dtype)[:, None, :], self.stds.astype(dtype)[:, None, :] ** 2
+        mu1, s1 = target.means.astype(dtype)[None, :, :], target.stds.astype(dtype)[None, :, :] ** 2
+        k = self.num_components * target.num_components
+        weights = (self.weights[:, None] * target.weights[None, :]).reshape(k).astype(dtype)
+        shape = lambda v: v.reshape(v.shape[:-3] + (k, self.dim))  # noqa: E731
+        means = shape(a[..., None] * mu0 + b[..., None] * mu1)
+        var = shape(a[..., None] ** 2 * s0 + b[..., None] ** 2 * s1 + c[..., None] ** 2)
+        mean_rate = shape(da[..., None] * mu0 + db[..., None] * mu1)
+        half_var_rate = shape(a[..., None] * da[..., None] * s0 + b[..., None] * db[..., None] * s1
+                              + c[..., None] * dc[..., None])
+        return weights, means, var, mean_rate, half_var_rate
+
+    def interpolant_marginal(self, target: "GaussianMixture", path: Any, t: Any) -> "GaussianMixture":
+        r"""The exact law of ``x_t = a x₀ + b x₁ + c z`` (``x₀ ~ self``, ``x₁ ~ target`` independent) at a
+        scalar ``t``: the mixture ``Σ_ij w_i v_j N(a μ_i + b ν_j, diag(a² s_i² + b² r_j² + c²))``."""
+        if np.ndim(t) != 0:
+            raise ValueError(f"t must be a scalar for interpolant_marginal(), got t.shape={np.shape(t)}.")
+        x = jnp.zeros((self.dim,), self.means.dtype)
+        weights, means, var, _, _ = self._interpolant_params(target, path, x, t)
+        return GaussianMixture._unchecked(weights, means, jnp.sqrt(var))
+
+    def interpolant_log_prob(self, target: "GaussianMixture", path: Any, x: Array, t: Any) -> Array:
+        """``log p_t(x)`` of the interpolant's marginal; ``t`` scalar or ``[batch]``. ``[..., D] -> [...]``."""
+        x = self._check_points(x)
+        weights, means, var, _, _ = self._interpolant_params(target, path, x, t)
+        return jax.nn.logsumexp(_component_log_probs(x, weights, means, jnp.sqrt(var)), axis=-1)
+
+    def interpolant_score(self, target: "GaussianMixture", path: Any, x: Array, t: Any) -> Array:
+        """``∇ log p_t(x)`` of the interpolant's marginal; ``t`` scalar or ``[batch]``. ``[..., D] -> [..., D]``."""
+        x = self._check_points(x)
+        weights, means, var, _, _ = self._interpolant_params(target, path, x, t)
+        return _mixture_score(x, weights, means, jnp.sqrt(var))
+
+    def interpolant_velocity(self, target: "GaussianMixture", path: Any, x: Array, t: Any) -> Array:
+        r"""The marginal velocity ``u_t(x) = E[ȧ x₀ + ḃ x₁ + ċ z | x_t = x]`` of the independent coupling.
+
+        Per pair component ``(i, j)`` the triple ``(x₀, x₁, z)`` and ``x_t`` are jointly Gaussian, so
+        ``E[u | x_t = x, ij] = ṁ_ij + ½ Ṡ_ij S_ij^{-1} (x − m_ij)`` with ``S_ij = a² s_i² + b² r_j² + c²``
+        (diagonal), ``½ Ṡ_ij = a ȧ s_i² + b ḃ r_j² + c ċ``; ``u_t(x) = Σ_ij P(ij | x) E[u | x, ij]``.
+        It satisfies the continuity equation ``∂_t p_t + ∇·(p_t u_t) = 0``. ``[..., D] -> [..., D]``.
+        """
+        x = self._check_points(x)
+        weights, means, var, mean_rate, half_var_rate = self._interpolant_params(target, path, x, t)
+        resp = jax.nn.softmax(_component_log_probs(x, weights, means, jnp.sqrt(var)), axis=-1)[..., None]
+        per_comp = mean_rate + half_var_rate / var * (x[..., None, :] - means)
+        return jnp.sum(resp * per_comp, axis=-2)
+
     @classmethod
     def _unchecked(cls, weights: Array, means: Array, stds: Array) -> "GaussianMixture":
         """Build without the Python-side checks (for values derived inside traced code)."""

@@ -84,6 +84,18 @@ def log_likelihood(
       ``log_p [batch]``, or ``(log_p, info)`` with ``nfe``, ``prior_log_prob``, ``delta_log_prob`` and
       ``latent`` (``x`` mapped to ``t_max``).
     """
+    from jaxdiff.flows.paths import Interpolant
+
+    if isinstance(sde, Interpolant):  # a flow: change of variables along its ODE from t = 1 back to 0
+        from jaxdiff.flows.sampling import flow_log_likelihood
+
+        if probe != "rademacher" or t_start is not None:
+            raise ValueError("probe and t_start are diffusion arguments; flows use Rademacher probes and t in [0, 1].")
+        if score_fn is not None:
+            raise ValueError("a flow's likelihood needs its velocity: pass velocity_fn=... via "
+                             "jaxdiff.flows.flow_log_likelihood, or params carrying the network.")
+        return flow_log_likelihood(key, params, sde, x, divergence=divergence, rtol=rtol, atol=atol,
+                                   max_steps=max_steps, return_info=return_info)
     V.check_choice("divergence", divergence, DIVERGENCES)
     V.check_choice("probe", probe, PROBES)
     V.check_positive("rtol", rtol)

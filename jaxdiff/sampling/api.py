@@ -39,7 +39,7 @@ def sample(
     sde: LinearProcess,
     *,
     shape: tuple[int, ...] | None = None,
-    sampler: str = "euler_maruyama",
+    sampler: str | None = None,
     steps: int | None = None,
     score_fn: Callable | None = None,
     x_init: Array | None = None,
@@ -60,9 +60,13 @@ def sample(
       key: PRNG key (prior draw and sampler noise).
       params: network parameters; with ``score_fn=None`` they must carry their network (a
         :class:`jaxdiff.ScoreModel`, as training saves it); may be ``None`` with an analytic ``score_fn``.
-      sde: the process the score belongs to.
+      sde: the process the score belongs to, or a flow path (a :class:`jaxdiff.LinearInterpolant`,
+        ...): then ``params`` is a ``FlowModel``/``BridgeModel`` (or ``velocity_fn=`` is given), the flow
+        is integrated from the source ``N(0, I)`` (or ``x_init``) at ``t = 0`` to ``t = 1``, the default
+        sampler is ``"ode_adaptive"`` and the options are :func:`jaxdiff.flows.sample_flow`'s.
       shape: ``(batch, *data)`` (taken from ``x_init`` when given).
-      sampler: a name of :func:`jaxdiff.samplers`.
+      sampler: a name of :func:`jaxdiff.samplers` (default ``"euler_maruyama"``; for flows
+        ``"ode_adaptive"``).
       steps: number of grid intervals (each sampler has a default).
       score_fn: ``score_fn(params, x, t) -> ∇ log p_t(x)`` with ``t`` of shape ``[batch]``.
       x_init: the state at the first grid time instead of a prior draw (SDEdit, reproducing a run).
@@ -86,6 +90,23 @@ def sample(
     Returns:
       ``samples`` of ``shape``, or ``(samples, info)``.
     """
+    from jaxdiff.flows.paths import Interpolant
+
+    if isinstance(sde, Interpolant):  # a flow path: integrate its ODE/SDE from the source at t = 0
+        from jaxdiff.flows.sampling import sample_flow
+
+        if score_fn is not None:
+            options["score_fn"] = score_fn
+        for name, value in (("ts", ts), ("grid", grid), ("sigma_min", sigma_min), ("t_end", t_end)):
+            if value is not None:
+                raise ValueError(f"{name} is a diffusion-sampler argument; flow paths take steps, t_start/t_end via "
+                                 "jaxdiff.flows.sample_flow, and their own options.")
+        if denoise:
+            raise ValueError("denoise=True is a diffusion-sampler argument; flows end at t = 1 without a Tweedie step.")
+        return sample_flow(key, params, sde, shape=shape, sampler="ode_adaptive" if sampler is None else sampler,
+                           steps=steps, x_init=x_init, return_info=return_info, trajectory=trajectory, dtype=dtype,
+                           **options)
+    sampler = "euler_maruyama" if sampler is None else sampler
     spec = get_spec(sampler)
     public_options = {k: v for k, v in spec.options.items() if not k.startswith("_")}
     unknown = sorted(set(options) - set(public_options))
