@@ -6,10 +6,10 @@ The public API is re-exported here; implementation modules are ``jaxdiff.process
 """
 
 from jaxdiff import (
+    flows,  # noqa: E402  (flow matching, rectified flow, interpolants, Schrödinger bridges)
     models,  # noqa: E402  (Flax score networks: jaxdiff.models.NCSNpp, DDPM, ScoreMLP)
     training,  # noqa: E402  (TrainState, make_optimizer, make_train_step)
 )
-from jaxdiff import flows  # noqa: E402  (flow matching, rectified flow, interpolants, Schrödinger bridges)
 from jaxdiff.discrete import DDPMSchedule, NCSNSchedule
 from jaxdiff.distributions import GaussianMixture
 from jaxdiff.flows import (

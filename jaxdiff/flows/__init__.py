@@ -19,6 +19,12 @@ from jaxdiff.flows.losses import (
     interpolant_noise_loss,
 )
 from jaxdiff.flows.models import BridgeModel, FlowMLP, FlowModel, init_mlp, mlp_apply
+from jaxdiff.flows.neural_ot import (
+    EntropicNeuralOTMap,
+    NeuralOTMap,
+    train_entropic_neural_ot,
+    train_neural_ot,
+)
 from jaxdiff.flows.paths import (
     PATHS,
     BrownianBridge,
@@ -44,7 +50,8 @@ from jaxdiff.flows.training import (
 )
 
 __all__ = [
-    "COUPLINGS", "FLOW_SAMPLERS", "PATHS",
+    "COUPLINGS", "FLOW_SAMPLERS", "PATHS", "EntropicNeuralOTMap", "NeuralOTMap", "train_entropic_neural_ot",
+    "train_neural_ot",
     "BridgeModel", "BrownianBridge", "FlowMLP", "FlowModel", "Interpolant", "LinearInterpolant", "OTPath",
     "StochasticInterpolant", "TrigInterpolant", "VPInterpolant",
     "bridge_matching_loss", "bures_wasserstein_squared", "couple", "distill_one_step", "distillation_loss", "exact_w2",

@@ -8,6 +8,7 @@ batch drawn inside the compiled program from a traceable ``draw_batch(key) -> (x
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any, Callable
 
@@ -38,37 +39,75 @@ def pair_sampler(sample_source: Sampler, sample_target: Sampler, batch_size: int
     return draw
 
 
-def pool_sampler(x0: Array, x1: Array, batch_size: int) -> Callable:
-    """``draw_batch(key)``: ``batch_size`` rows of a fixed pool of pairs (uniform, with replacement)."""
+class _PoolDraw:
+    """``draw(key, pool) -> (x0[idx], x1[idx])`` with ``batch_size`` uniform indices; the pool is an argument
+    (not a closure), so one compiled training chunk serves every pool of the same shape."""
+
+    def __init__(self, batch_size: int):
+        self.batch_size = batch_size
+
+    def __call__(self, key, pool):
+        x0, x1 = pool
+        idx = jax.random.randint(key, (self.batch_size,), 0, x0.shape[0])
+        return x0[idx], x1[idx]
+
+    def __hash__(self):
+        return hash(("pool", self.batch_size))
+
+    def __eq__(self, other):
+        return isinstance(other, _PoolDraw) and other.batch_size == self.batch_size
+
+
+def pool_sampler(x0: Array, x1: Array, batch_size: int) -> tuple[Callable, tuple[Array, Array]]:
+    """``(draw_batch, pool)`` for :func:`fit`'s ``data=``: ``batch_size`` rows of a fixed pool of pairs
+    (uniform, with replacement)."""
     x0, x1 = jnp.asarray(x0), jnp.asarray(x1)
     if x0.shape[0] != x1.shape[0]:
         raise ValueError(f"pair pools must have equal lengths, got {x0.shape[0]} and {x1.shape[0]}.")
     V.check_int_at_least("batch_size", batch_size, 1)
-
-    def draw(key):
-        idx = jax.random.randint(key, (batch_size,), 0, x0.shape[0])
-        return x0[idx], x1[idx]
-
-    return draw
+    return _PoolDraw(int(batch_size)), (x0, x1)
 
 
-def fit(key: Array, loss_fn: Callable, params: Any, draw_batch: Callable, *, steps: int, lr: float = 1e-3,
+def fit(key: Array, loss_fn: Callable, params: Any, draw_batch: Any, *, steps: int, lr: float = 1e-3,
         warmup: int = 0, grad_clip: float = 0.0, ema_rate: float | None = None, chunk: int = 1000,
         return_losses: bool = False):
-    r"""Minimize ``loss_fn(params, key, draw_batch(key'))`` for ``steps`` Adam steps (lr ``lr`` after a
-    linear ``warmup``; global-norm clipping when ``grad_clip > 0``). Returns the parameters (their EMA
+    r"""Minimize ``loss_fn(params, key, batch)`` for ``steps`` Adam steps (lr ``lr`` after a linear
+    ``warmup``; global-norm clipping when ``grad_clip > 0``), ``batch = draw_batch(key')`` — or, for
+    ``draw_batch = (draw, data)`` as :func:`pool_sampler` returns, ``draw(key', data)`` with ``data`` an
+    argument of the compiled chunk (so it is compiled once per shape). Returns the parameters (their EMA
     of rate ``ema_rate`` when given), and with ``return_losses`` the mean loss of every chunk."""
     V.check_int_at_least("steps", steps, 1)
     V.check_int_at_least("chunk", chunk, 1)
     if ema_rate is not None and not 0.0 <= ema_rate < 1.0:
         raise ValueError(f"ema_rate must be None or lie in [0, 1), got ema_rate={ema_rate!r}.")
-    optimizer = make_optimizer(lr, warmup=warmup, grad_clip=grad_clip)
+    draw, data = draw_batch if isinstance(draw_batch, tuple) else (draw_batch, None)
+    run_chunk, optimizer = _chunk_runner(loss_fn, draw, float(lr), int(warmup), float(grad_clip), ema_rate)
     state = (params, jax.tree_util.tree_map(jnp.copy, params), optimizer.init(params))
 
-    def one_step(carry, step_key):
+    losses = []
+    done = 0
+    while done < steps:
+        n = min(chunk, steps - done)
+        key, sub = jax.random.split(key)
+        state, mean_loss = run_chunk(state, jax.random.split(sub, n), data)
+        losses.append(float(mean_loss))
+        done += n
+    if not np.isfinite(losses[-1]):
+        raise FloatingPointError(f"training diverged: mean loss of the last chunk is {losses[-1]}.")
+    out = state[1] if ema_rate is not None else state[0]
+    return (out, losses) if return_losses else out
+
+
+@functools.lru_cache(maxsize=64)
+def _chunk_runner(loss_fn, draw, lr, warmup, grad_clip, ema_rate):
+    """The compiled ``scan`` of training steps for one (loss, batch drawer, optimizer) combination."""
+    optimizer = make_optimizer(lr, warmup=warmup, grad_clip=grad_clip)
+
+    def one_step(carry, step_key, data):
         p, ema, opt_state = carry
         k_batch, k_loss = jax.random.split(step_key)
-        loss, grads = jax.value_and_grad(loss_fn)(p, k_loss, draw_batch(k_batch))
+        batch = draw(k_batch) if data is None else draw(k_batch, data)
+        loss, grads = jax.value_and_grad(loss_fn)(p, k_loss, batch)
         updates, opt_state = optimizer.update(grads, opt_state, p)
         p = optax.apply_updates(p, updates)
         if ema_rate is not None:
@@ -76,22 +115,11 @@ def fit(key: Array, loss_fn: Callable, params: Any, draw_batch: Callable, *, ste
         return (p, ema, opt_state), loss
 
     @jax.jit
-    def run_chunk(carry, keys):
-        carry, losses = jax.lax.scan(one_step, carry, keys)
+    def run_chunk(carry, keys, data):
+        carry, losses = jax.lax.scan(lambda c, k: one_step(c, k, data), carry, keys)
         return carry, jnp.mean(losses)
 
-    losses = []
-    done = 0
-    while done < steps:
-        n = min(chunk, steps - done)
-        key, sub = jax.random.split(key)
-        state, mean_loss = run_chunk(state, jax.random.split(sub, n))
-        losses.append(float(mean_loss))
-        done += n
-    if not np.isfinite(losses[-1]):
-        raise FloatingPointError(f"training diverged: mean loss of the last chunk is {losses[-1]}.")
-    out = state[1] if ema_rate is not None else state[0]
-    return (out, losses) if return_losses else out
+    return run_chunk, optimizer
 
 
 def _data_shape(sample: Sampler) -> tuple[int, ...]:

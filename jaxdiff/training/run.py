@@ -377,12 +377,18 @@ def _score_model(network, parameterization, params):
 def load_run(workdir: str, *, step: int | None = None) -> Run:
     """Restore a run from its workdir: the config it was trained with and its latest (or ``step``)
     checkpoint. ``run.params`` is the EMA score model; ``jaxdiff.sample(key, run.params, run.sde,
-    shape=(n, *run.shape))`` draws from it with nothing else."""
+    shape=(n, *run.shape))`` draws from it with nothing else. A flow job's workdir gives a
+    :class:`jaxdiff.flows.run.FlowRun` (``run.model``, ``run.path``)."""
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{workdir!r} is not a jaxdiff run: {path} is missing.")
     with open(path) as fh:
-        config = _config_from_json(fh.read())
+        text = fh.read()
+    if json.loads(text).get("kind") == "flow":  # a flow job (experiments/configs/{fm,rf,sb}_*.py)
+        from jaxdiff.flows.run import load_flow_run
+
+        return load_flow_run(workdir)
+    config = _config_from_json(text)
     C.validate_config(config)
     sde = C.build_sde(config)
     network = C.build_network(config)
