@@ -140,6 +140,13 @@ def _conditional_moments(x, log_weights, means, covs, epsilon):
     return _mixture_moments(jax.nn.softmax(logits, axis=-1), comp_means, covs)
 
 
+def sample_categorical(key: Array, logits: Array, n: int) -> Array:
+    """``n`` draws per row of ``logits [N, K]`` (unnormalised log-probabilities) → ``[N, n]`` int, by inverse CDF."""
+    cdf = jnp.cumsum(jax.nn.softmax(logits, axis=-1), axis=-1)
+    u = jax.random.uniform(key, (logits.shape[0], n, 1), cdf.dtype)
+    return jnp.sum(u * cdf[:, None, -1:] > cdf[:, None, :-1], axis=-1)
+
+
 def _mixture_noise(z: Array, components: Array, chols: Array) -> Array:
     """``L_{c} z`` for per-sample components ``c``: ``z [..., D]``, ``components [...]``, ``chols [K, D, D]``."""
 
@@ -155,10 +162,15 @@ def _mixture_noise(z: Array, components: Array, chols: Array) -> Array:
 def _conditional_sample(key, x, log_weights, means, covs, chols, epsilon, n_per_x):
     logits, comp_means = conditional_mixture(x, log_weights, means, covs, epsilon)
     k_comp, k_noise = jax.random.split(key)
-    components = jax.random.categorical(k_comp, logits[:, None, :], axis=-1, shape=(x.shape[0], n_per_x))
+    components = sample_categorical(k_comp, logits, n_per_x)
     centre = jnp.take_along_axis(comp_means, components[..., None], axis=1)  # [N, n_per_x, D]
     z = jax.random.normal(k_noise, centre.shape, centre.dtype)
     return centre + _mixture_noise(z, components, chols)
+
+
+@functools.partial(jax.jit, static_argnames=("n",))
+def _sample_gaussian(key, mean, cov, n):
+    return mean + jax.random.normal(key, (n, mean.shape[0]), mean.dtype) @ jnp.linalg.cholesky(cov).T
 
 
 @jax.jit
@@ -186,14 +198,15 @@ def bw2_batch(mean0: Array, cov0: Array, mean1: Array, cov1: Array) -> Array:
     r"""``BW²₂(N(a, A), N(b, B)) = |a − b|² + tr A + tr B − 2 tr (B^½ A B^½)^½`` over leading axes.
 
     ``mean [..., D]``, ``cov [..., D, D]`` → ``[...]``. The cross term is the sum of the square roots of the
-    (clipped) eigenvalues of ``B^½ A B^½`` (``B^½`` by ``eigh``), so it is stable for singular ``A``.
+    (clipped) eigenvalues of ``B^½ A B^½`` (``B^½`` by ``eigh``), so it is stable for singular ``A``; the result
+    is clipped at 0 (rounding can make equal Gaussians come out slightly negative).
     """
     root1 = jax.vmap(sqrtm_psd)(cov1.reshape(-1, *cov1.shape[-2:])).reshape(cov1.shape)
     middle = root1 @ cov0 @ root1
     eig = jnp.linalg.eigvalsh(0.5 * (middle + jnp.swapaxes(middle, -1, -2)))
     cross = jnp.sqrt(jnp.clip(eig, 0.0)).sum(-1)
     trace = jnp.trace(cov0, axis1=-2, axis2=-1) + jnp.trace(cov1, axis1=-2, axis2=-1)
-    return jnp.sum((mean0 - mean1) ** 2, axis=-1) + trace - 2.0 * cross
+    return jnp.maximum(jnp.sum((mean0 - mean1) ** 2, axis=-1) + trace - 2.0 * cross, 0.0)
 
 
 # ------------------------------------------------------------------------------------------ the pair
@@ -230,9 +243,7 @@ class EOTBenchmarkPair(eqx.Module):
 
     def sample_source(self, key: Array, n: int) -> Array:
         """``x ~ p = N(m₀, Σ₀)``: ``[n, D]``."""
-        n = _check_int("n", n, 1)
-        chol = jnp.linalg.cholesky(self.source_cov)
-        return self.source_mean + jax.random.normal(key, (n, self.dim), self.source_mean.dtype) @ chol.T
+        return _sample_gaussian(key, self.source_mean, self.source_cov, _check_int("n", n, 1))
 
     def conditional_sample(self, key: Array, x: Array, n_per_x: int) -> Array:
         """``n_per_x`` draws of ``y ~ π(·|x)`` for each row of ``x [N, D]`` → ``[N, n_per_x, D]``."""
@@ -281,14 +292,13 @@ def estimate_target_moments(
     """
     num_samples = _check_int("num_samples", num_samples, 2)
     dim = source_mean.shape[0]
-    chol = jnp.linalg.cholesky(source_cov)
     shift = None
     first = jnp.zeros((dim,), means.dtype)
     second = jnp.zeros((dim, dim), means.dtype)
     done = 0
     for chunk_key in jax.random.split(key, -(-num_samples // _MOMENT_CHUNK)):
         n = min(_MOMENT_CHUNK, num_samples - done)
-        x = source_mean + jax.random.normal(chunk_key, (_MOMENT_CHUNK, dim), means.dtype) @ chol.T
+        x = _sample_gaussian(chunk_key, source_mean, source_cov, _MOMENT_CHUNK)
         x = x[:n] if n < _MOMENT_CHUNK else x  # keep one compiled shape except for a short last chunk
         if shift is None:
             shift = _conditional_moments(x, log_weights, means, covs, epsilon)[0].mean(0)
@@ -493,5 +503,5 @@ def cbw2_uvp_for_model(
 __all__ = [
     "EOTBenchmarkPair", "bw2_batch", "bw2_uvp", "cbw2_uvp", "cbw2_uvp_for_model", "conditional_mixture",
     "draft_potential_std", "estimate_target_moments", "heat_kernel_potential", "make_eot_benchmark", "make_eot_pair",
-    "predict_conditional",
+    "predict_conditional", "sample_categorical",
 ]
