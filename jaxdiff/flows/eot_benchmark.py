@@ -396,7 +396,7 @@ def make_eot_benchmark(
     r"""A Gaussian-mixture EOT benchmark pair in ``R^dim`` with known plan, built like Gushchin et al.'s.
 
     ``p = N(0, I)``; in the benchmark's heat-kernel form ``π(y|x) ∝ N(y; x, εI) Σ_k p_k N(y; μ_k, σ² I)`` with
-    ``K = num_components`` (5) components, weights ``p ∝ U(0, 1)`` draws, centres ``μ_k`` whose every
+    ``K = num_components`` (5) components, weights ``p ∝ U(0, 1)`` draws (floored at 10⁻³), centres ``μ_k`` whose every
     coordinate is an independent random permutation of the centred grid ``centre_spacing · {0, …, K−1}``, and
     ``σ = potential_std`` (default :func:`draft_potential_std`, the draft's table; e.g. 0.25 for D = 2,
     0.5 for D = 16, 1 for D = 64 at ε = 1 and 4 for D = 64 at ε = 0.1). All draws use ``seed``.
