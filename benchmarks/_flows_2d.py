@@ -278,7 +278,8 @@ def coupling_cost(batch_size: int = 256, steps: int = 1000, repeats: int = 1) ->
     (N → 8 Gaussians, the benchmark's network), after a compile-and-warm-up call of the same length."""
     from jaxdiff.flows.losses import flow_matching_loss
     from jaxdiff.flows.models import init_mlp, mlp_apply
-    from jaxdiff.flows.training import fit as fit_loop, pair_sampler
+    from jaxdiff.flows.training import fit as fit_loop
+    from jaxdiff.flows.training import pair_sampler
 
     module, apply_fn = mlp_apply(HIDDEN, ACTIVATION)
     params = init_mlp(jax.random.PRNGKey(0), module, (2,))

@@ -37,7 +37,6 @@ import numpy as np
 
 from benchmarks._common import machine_description, publish
 
-
 # -------------------------------------------------------------------------------------------------- 2d
 
 def _parse_cells(args) -> list[tuple[str, str, int, int]]:
