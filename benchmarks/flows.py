@@ -5,7 +5,7 @@
     python -m benchmarks.flows --suite 2d --log runs.jsonl ...    # record each run; reruns skip recorded ones
     python -m benchmarks.flows --suite 2d --log runs.jsonl --report-only --cell ...   # table from the log only
     python -m benchmarks.flows --suite gaussian                 # Gaussian → Gaussian bridges, D = 2, 16, 64
-    python -m benchmarks.flows --suite eot                      # benchmarks/_flows_eot.py, when present
+    python -m benchmarks.flows --suite eot                      # benchmarks/_flows_eot.py (another engineer's)
     python -m benchmarks.flows --suite 2d,gaussian --no-write   # several suites; print only
 
 ``--suite`` takes a comma list; each suite is a function ``run(args) -> list[str]`` (markdown lines) in
@@ -322,24 +322,22 @@ def run_gaussian(args) -> list[str]:
 # --------------------------------------------------------------------------------------------------- eot
 
 def run_eot(args) -> list[str]:
-    """The entropic-OT benchmark of ``benchmarks/_flows_eot.py`` (another engineer's module)."""
+    """The entropic-OT benchmark of ``benchmarks/_flows_eot.py`` (``run_eot_benchmark`` + ``format_eot_table``)."""
     try:
         from benchmarks import _flows_eot
     except ImportError:
-        msg = ("suite 'eot' needs benchmarks/_flows_eot.py (run_eot_benchmark(...) -> list[dict] and a table "
-               "printer); it is not there yet.")
+        msg = ("suite 'eot' needs benchmarks/_flows_eot.py (run_eot_benchmark(...) -> list[dict] and "
+               "format_eot_table(rows)); it is not there.")
         print(msg)
         return [msg]
-    records = _flows_eot.run_eot_benchmark()
-    for name in ("format_table", "table_lines", "print_table", "format_eot_table"):
-        printer = getattr(_flows_eot, name, None)
-        if callable(printer):
-            out = printer(records)
-            if isinstance(out, str):
-                return out.splitlines()
-            if isinstance(out, (list, tuple)):
-                return list(out)
-    return [json.dumps(r) for r in records]
+    options = {"seeds": tuple(range(args.eot_seeds)), "steps": args.eot_steps}
+    if args.eot_dims:
+        options["dims"] = tuple(int(d) for d in args.eot_dims.split(","))
+    if args.eot_epsilons:
+        options["epsilons"] = tuple(float(e) for e in args.eot_epsilons.split(","))
+    rows = _flows_eot.run_eot_benchmark(**options)
+    doc = (_flows_eot.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+    return [doc, "", f"Options: {options}.", "", _flows_eot.format_eot_table(rows).rstrip("\n")]
 
 
 SUITES = {"2d": ("2-D flows (torchcfm / [SF]²M table)", run_2d),
@@ -365,6 +363,10 @@ def main(argv=None):
     parser.add_argument("--gaussian-dims", default="2,16,64")
     parser.add_argument("--gaussian-steps", type=int, default=4000)
     parser.add_argument("--gaussian-n", type=int, default=10_000)
+    parser.add_argument("--eot-seeds", type=int, default=1)
+    parser.add_argument("--eot-steps", type=int, default=None, help="eot: training steps per method (default: its own)")
+    parser.add_argument("--eot-dims", default=None, help="eot: comma list of D (default: the module's 2,16,64)")
+    parser.add_argument("--eot-epsilons", default=None, help="eot: comma list of ε (default: the module's)")
     parser.add_argument("--note", default="", help="a sentence added under the section header")
     parser.add_argument("--no-write", action="store_true", help="do not append to RESULTS.md")
     args = parser.parse_args(argv)
