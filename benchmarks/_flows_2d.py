@@ -174,8 +174,6 @@ def fit_rf1(batch_size=256):
 
 def fit_vp(batch_size=256):
     """VP-SDE (β 0.1 → 20) score model trained with ``dsm_loss`` (ε-prediction, σ² weighting); noise source only."""
-    import optax  # noqa: F401  (fit below uses optax through jaxdiff)
-
     from jaxdiff.flows.training import fit as fit_loop
     from jaxdiff.models import ScoreMLP
 
