@@ -24,6 +24,7 @@ The paths:
 
 from __future__ import annotations
 
+import abc
 import math
 from typing import Any
 
@@ -73,6 +74,11 @@ def _check_t_batch(t: Array, x: Array) -> None:
         raise ValueError(f"t has shape {tuple(t.shape)} but the batch has {x.shape[0]} rows; t must be a scalar or [batch].")
 
 
+def _combine(a: Array, b: Array, x0: Array, x1: Array) -> Array:
+    """``a x₀ + b x₁`` with time coefficients broadcast over the data axes."""
+    return broadcast_time(a, x0) * x0 + broadcast_time(b, x1) * x1
+
+
 class Interpolant(eqx.Module):
     r"""Base class: ``x_t = a(t) x₀ + b(t) x₁ + c(t) z``.
 
@@ -90,8 +96,9 @@ class Interpolant(eqx.Module):
     t_max = 1.0
 
     # --- subclasses ---------------------------------------------------------------------------
+    @abc.abstractmethod
     def _coefficients(self, t: Array) -> tuple[Array, Array, Array]:
-        raise NotImplementedError
+        """``(a(t), b(t), c(t))`` elementwise in ``t``."""
 
     def _derivatives(self, t: Array) -> tuple[Array, Array, Array]:
         _, tangents = jax.jvp(self._coefficients, (t,), (jnp.ones_like(t),))
@@ -117,7 +124,7 @@ class Interpolant(eqx.Module):
         t = _time(t)
         _check_t_batch(t, x0)
         a, b, _ = self._coefficients(t)
-        return broadcast_time(a, x0) * x0 + broadcast_time(b, x1) * x1
+        return _combine(a, b, x0, x1)
 
     def std(self, t: Any) -> Array:
         """``c(t)``, the standard deviation of ``x_t`` given ``(x₀, x₁)``; the shape of ``t``."""
@@ -132,7 +139,7 @@ class Interpolant(eqx.Module):
         t = _time(t)
         _check_t_batch(t, x0)
         a, b, c = self._coefficients(t)
-        return broadcast_time(a, x0) * x0 + broadcast_time(b, x1) * x1 + broadcast_time(c, z) * z
+        return _combine(a, b, x0, x1) + broadcast_time(c, z) * z
 
     def conditional_velocity(self, x0: Any, x1: Any, t: Any, x_t: Any) -> Array:
         r"""``u_t(x_t | x₀, x₁) = ȧ x₀ + ḃ x₁ + (ċ/c)(x_t − m_t)`` (the ``z`` term is 0 where ``c = 0``).
@@ -148,10 +155,10 @@ class Interpolant(eqx.Module):
         _check_t_batch(t, x0)
         a, b, c = self._coefficients(t)
         da, db, dc = self._derivatives(t)
-        mean = broadcast_time(a, x0) * x0 + broadcast_time(b, x1) * x1
+        mean = _combine(a, b, x0, x1)
         safe_c = jnp.where(c > 0, c, 1.0)
         ratio = jnp.where(c > 0, dc / safe_c, 0.0)
-        return broadcast_time(da, x0) * x0 + broadcast_time(db, x1) * x1 + broadcast_time(ratio, x_t) * (x_t - mean)
+        return _combine(da, db, x0, x1) + broadcast_time(ratio, x_t) * (x_t - mean)
 
     def velocity_from_noise(self, x0: Any, x1: Any, t: Any, z: Any) -> Array:
         """``ȧ x₀ + ḃ x₁ + ċ z``: the conditional velocity written with the noise ``z`` (no division by ``c``)."""
@@ -159,7 +166,7 @@ class Interpolant(eqx.Module):
         t = _time(t)
         da, db, dc = self._derivatives(t)
         z = jnp.asarray(z)
-        return broadcast_time(da, x0) * x0 + broadcast_time(db, x1) * x1 + broadcast_time(dc, z) * z
+        return _combine(da, db, x0, x1) + broadcast_time(dc, z) * z
 
     def conditional_score(self, x0: Any, x1: Any, t: Any, x_t: Any) -> Array:
         """``∇ log N(x_t; m_t, c² I) = −(x_t − m_t)/c²`` (defined where ``c(t) > 0``)."""
