@@ -13,13 +13,9 @@ from jaxdiff import (
 from jaxdiff.discrete import DDPMSchedule, NCSNSchedule
 from jaxdiff.distributions import GaussianMixture
 from jaxdiff.flows import (
-    BrownianBridge,
-    LinearInterpolant,
-    TrigInterpolant,
     gaussian_bridge_marginal,
     gaussian_entropic_ot,
     ot_plan,
-    translate,
 )
 from jaxdiff.likelihood import bits_per_dim, dequantize, log_likelihood
 from jaxdiff.losses import (
@@ -33,14 +29,19 @@ from jaxdiff.losses import (
     x0_loss,
 )
 from jaxdiff.parameterization import (
+    BridgeModel,
     Direct,
     EDMPreconditioning,
+    FlowModel,
+    FunctionModel,
+    ModelWrapper,
     Parameterization,
     ScoreModel,
     convert,
     noise_input,
     tweedie_denoise,
 )
+from jaxdiff.paths import BrownianBridge, FlowProcess, Interpolant, LinearInterpolant, TrigInterpolant
 from jaxdiff.processes import (
     VESDE,
     VPSDE,
@@ -53,7 +54,7 @@ from jaxdiff.processes import (
     probability_flow_drift,
     reverse_sde_drift,
 )
-from jaxdiff.sampling import karras_sigmas, sample, samplers, time_grid
+from jaxdiff.sampling import karras_sigmas, sample, samplers, time_grid, translate
 from jaxdiff.time_sampling import (
     constant_time_sampler,
     discrete_time_sampler,
@@ -66,6 +67,12 @@ __version__ = "0.1.0"
 __all__ = [
     "flows",
     "BrownianBridge",
+    "BridgeModel",
+    "FlowModel",
+    "FlowProcess",
+    "FunctionModel",
+    "Interpolant",
+    "ModelWrapper",
     "LinearInterpolant",
     "TrigInterpolant",
     "gaussian_bridge_marginal",

@@ -1,6 +1,7 @@
 r"""Exact likelihoods through the probability-flow ODE (instantaneous change of variables).
 
-Along ``dx/dt = v(x, t) = f(t) x − ½ g(t)² s(x, t)``, ``d log p_t(x_t)/dt = −∇·v(x_t, t)``, hence
+Along the probability flow ``dx/dt = v(x, t)`` (``f(t) x − ½ g(t)² s(x, t)`` for a score model, the network
+itself for a velocity model; an interpolant is read as its :class:`jaxdiff.paths.FlowProcess`), ``d log p_t(x_t)/dt = −∇·v(x_t, t)``, hence
 
     ``log p_{t_0}(x) = log p_prior(x_T) + ∫_{t_0}^{T} ∇·v(x_t, t) dt``,
 
@@ -23,8 +24,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdiff import _validation as V
+from jaxdiff.paths import Interpolant
 from jaxdiff.processes import LinearProcess
 from jaxdiff.sampling._core import Model
+from jaxdiff.sampling.api import resolve_model
 
 Array = jax.Array
 
@@ -56,46 +59,39 @@ def _divergence_hutchinson(v_fn: Callable[[Array], Array], x: Array, probe: Arra
 def log_likelihood(
     key: Array,
     params: Any,
-    sde: LinearProcess,
+    sde: LinearProcess | Interpolant,
     x: Array,
     *,
     score_fn: Callable | None = None,
+    velocity_fn: Callable | None = None,
     divergence: str = "hutchinson",
     probe: str = "rademacher",
     rtol: float = 1e-5,
     atol: float = 1e-5,
     t_start: float | None = None,
     max_steps: int = 4096,
+    prior_log_prob: Callable | None = None,
     return_info: bool = False,
 ):
-    r"""``log p(x)`` per example under the model's probability-flow ODE.
+    r"""``log p(x)`` per example under the model's probability-flow ODE, for every model family.
 
     Args:
       key: PRNG key for the Hutchinson probes.
-      params, score_fn: as :func:`jaxdiff.sample` (``score_fn(params, x, t)``, or params that carry
-        their network).
-      sde: the process.
+      params, score_fn, velocity_fn: as :func:`jaxdiff.sample` (a model wrapper, or an analytic
+        ``score_fn(params, x, t)`` / ``velocity_fn(params, x, t)``).
+      sde: the process, or an interpolant path from ``N(0, I)`` (its target law's density is returned).
       x: data ``[batch, *data]``.
       divergence: ``"hutchinson"`` (one probe per example, unbiased) or ``"exact"`` (``D`` JVPs).
       probe: ``"rademacher"`` or ``"gaussian"`` Hutchinson probes.
       rtol, atol: tolerances of the adaptive solver.
-      t_start: the time the data lives at (default ``sde.t_min``).
+      t_start: the process time the data lives at (default ``sde.t_min``; 0 for an interpolant's target).
+      prior_log_prob: ``log p(x_T) -> [batch]`` of the noise/source end (default the process's prior).
     Returns:
       ``log_p [batch]``, or ``(log_p, info)`` with ``nfe``, ``prior_log_prob``, ``delta_log_prob`` and
       ``latent`` (``x`` mapped to ``t_max``).
     """
-    from jaxdiff.flows.paths import Interpolant
-
-    if isinstance(sde, Interpolant):  # a flow: change of variables along its ODE from t = 1 back to 0
-        from jaxdiff.flows.sampling import flow_log_likelihood
-
-        if probe != "rademacher" or t_start is not None:
-            raise ValueError("probe and t_start are diffusion arguments; flows use Rademacher probes and t in [0, 1].")
-        if score_fn is not None:
-            raise ValueError("a flow's likelihood needs its velocity: pass velocity_fn=... via "
-                             "jaxdiff.flows.flow_log_likelihood, or params carrying the network.")
-        return flow_log_likelihood(key, params, sde, x, divergence=divergence, rtol=rtol, atol=atol,
-                                   max_steps=max_steps, return_info=return_info)
+    is_path = isinstance(sde, Interpolant)
+    process = sde.as_process() if is_path else sde
     V.check_choice("divergence", divergence, DIVERGENCES)
     V.check_choice("probe", probe, PROBES)
     V.check_positive("rtol", rtol)
@@ -104,26 +100,24 @@ def log_likelihood(
     V.check_floating("x", x)
     if np.ndim(x) < 2:
         raise ValueError(f"x must have shape (batch, *data), got x.shape={np.shape(x)}.")
-    if not isinstance(sde, LinearProcess):
-        raise TypeError(f"sde must be a jaxdiff process (a LinearProcess), got {type(sde).__name__}.")
-    t0 = float(sde.t_min if t_start is None else t_start)
-    lo, hi = sde.time_domain
-    V.check_time("t_start", t0, lo, hi, type(sde).__name__)
-    V.check_less("t_start", t0, "t_max", sde.t_max)
-    if score_fn is None and not (hasattr(params, "score") and callable(params.score)):
-        raise ValueError(
-            "log_likelihood() needs a score: pass score_fn=score_fn(params, x, t), or params that carry "
-            f"their network (a jaxdiff.ScoreModel); got params of type {type(params).__name__} and no score_fn."
-        )
+    if not isinstance(process, LinearProcess):
+        raise TypeError(f"sde must be a jaxdiff process (a LinearProcess) or an interpolant, got {type(sde).__name__}.")
+    if prior_log_prob is not None and not callable(prior_log_prob):
+        raise TypeError(f"prior_log_prob must be callable prior_log_prob(x) -> [batch], got {type(prior_log_prob).__name__}.")
+    t0 = float(process.t_min if t_start is None else t_start)
+    lo, hi = process.time_domain
+    V.check_time("t_start", t0, lo, hi, type(process).__name__)
+    V.check_less("t_start", t0, "t_max", process.t_max)
+    model = resolve_model(params, score_fn, velocity_fn, flow_time=is_path)
     log_p, info = _solve(
-        key, params, sde, jnp.asarray(x), jnp.asarray(t0, jnp.result_type(x)),
-        score_fn=score_fn, divergence=divergence, probe=probe, rtol=rtol, atol=atol, max_steps=max_steps,
+        key, model, process, jnp.asarray(x), jnp.asarray(t0, jnp.result_type(x)),
+        divergence=divergence, probe=probe, rtol=rtol, atol=atol, max_steps=max_steps, prior_log_prob=prior_log_prob,
     )
     return (log_p, info) if return_info else log_p
 
 
-def _solve_impl(key, params, sde, x, t0, *, score_fn, divergence, probe, rtol, atol, max_steps):
-    model = Model(sde=sde, score_fn=score_fn, params=params)
+def _solve_impl(key, wrapper, sde, x, t0, *, divergence, probe, rtol, atol, max_steps, prior_log_prob):
+    model = Model(sde=sde, wrapper=wrapper)
     if divergence == "hutchinson":
         z = (jax.random.rademacher(key, x.shape, x.dtype) if probe == "rademacher"
              else jax.random.normal(key, x.shape, x.dtype))
@@ -153,14 +147,25 @@ def _solve_impl(key, params, sde, x, t0, *, score_fn, divergence, probe, rtol, a
         max_steps=max_steps,
     )
     latent, delta = sol.ys[0][-1], sol.ys[1][-1]
-    prior = sde.prior_log_prob(latent)
+    prior = sde.prior_log_prob(latent) if prior_log_prob is None else prior_log_prob(latent)
     nfe = 6 * sol.stats["num_steps"] + 1  # Tsit5: 7 stages, first same as last (vector-field evaluations)
     return prior + delta, {"nfe": nfe, "prior_log_prob": prior, "delta_log_prob": delta, "latent": latent}
 
 
 _solve = jax.jit(
-    _solve_impl, static_argnames=("score_fn", "divergence", "probe", "rtol", "atol", "max_steps")
+    _solve_impl, static_argnames=("divergence", "probe", "rtol", "atol", "max_steps", "prior_log_prob")
 )
+
+
+def flow_log_likelihood(key: Array, params: Any, path: Interpolant, x: Array, *, velocity_fn: Callable | None = None,
+                        source_log_prob: Callable | None = None, divergence: str = "exact", rtol: float = 1e-5,
+                        atol: float = 1e-5, max_steps: int = 4096, return_info: bool = False):
+    r"""``log p₁(x)`` of a flow's target law (``jaxdiff.flows.flow_log_likelihood``): :func:`log_likelihood` on the
+    interpolant with the exact divergence by default and ``source_log_prob`` (default ``N(0, I)``) at ``t = 0``."""
+    if not isinstance(path, Interpolant):
+        raise TypeError(f"path must be a jaxdiff interpolant, got {type(path).__name__}.")
+    return log_likelihood(key, params, path, x, velocity_fn=velocity_fn, divergence=divergence, rtol=rtol, atol=atol,
+                          max_steps=max_steps, prior_log_prob=source_log_prob, return_info=return_info)
 
 
 def dequantize(key: Array, x_int: Array, *, num_levels: int = 256, data_range: tuple[float, float] = (-1.0, 1.0)) -> Array:

@@ -180,6 +180,29 @@ class LinearProcess(eqx.Module):
         """Diffusion coefficient ``g(t)``. Shape of ``t``."""
         return jnp.sqrt(self._diffusion_sq(self._time(t)))
 
+    def _rates(self, t: Array) -> tuple[Array, Array, Array, Array]:
+        """``(α, σ, dα/dt, dσ/dt)`` at a floating ``t`` (no checks). Generic: ``α' = f α``,
+        ``σ' = (½ g² + f σ²)/σ``; a process whose ``f`` is infinite somewhere (a flow's source end, where
+        ``α = 0``) overrides it with closed forms."""
+        alpha, sigma = self._alpha(t), self._sigma(t)
+        f, g2 = self._drift_coeff(t), self._diffusion_sq(t)
+        return alpha, sigma, f * alpha, (0.5 * g2 + f * sigma**2) / sigma
+
+    def reverse_noise_sq(self, t: Array) -> Array:
+        """The squared noise level ``g_rev(t)²`` that the SDE samplers use by default (their option
+        ``diffusion`` scales it): ``g(t)²`` for a diffusion (the reverse-time SDE of score_sde). Any
+        ``g_rev`` gives the same marginals with the drift ``u − ½ g_rev² s`` (``u`` the probability flow)."""
+        return self._diffusion_sq(t)
+
+    def flow_time(self, t: Any) -> Array:
+        """The generative ("flow") time ``t_max − t`` of a process time ``t``: 0 at the noise end, ``t_max`` at
+        the data end. Networks and functions written in flow time (flow matching, interpolants) receive it."""
+        return self.t_max - jnp.asarray(t)
+
+    def process_time(self, t_flow: Any) -> Array:
+        """Inverse of :meth:`flow_time`."""
+        return self.t_max - jnp.asarray(t_flow)
+
     def derived_drift_coeff(self, t: Any) -> Array:
         """``f(t) = d log α/dt`` by forward-mode autodiff of ``log α`` (no closed form used)."""
         t = _float_time(t)

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxdiff import translate
 from jaxdiff.flows.eot_benchmark import (
     EOTBenchmarkPair,
     bw2_batch,
@@ -25,7 +26,6 @@ from jaxdiff.flows.eot_benchmark import (
 )
 from jaxdiff.flows.gaussian import gaussian_entropic_ot, gaussian_w2_squared
 from jaxdiff.flows.light_sb import LightSB, train_light_sb
-from jaxdiff.flows.sampling import translate
 
 EPSILON = 0.7
 

@@ -321,10 +321,13 @@ def test_flow_sampler_errors():
         jaxdiff.sample(jax.random.PRNGKey(0), None, path, shape=(4, 2))
     v = lambda p, x, t: x  # noqa: E731
     with pytest.raises(ValueError, match="sampler"):
-        sample_flow(jax.random.PRNGKey(0), None, path, shape=(4, 2), velocity_fn=v, sampler="ddim")
-    with pytest.raises(ValueError, match="score"):
-        sample_flow(jax.random.PRNGKey(0), None, path, shape=(4, 2), velocity_fn=v, sampler="euler_maruyama")
-    with pytest.raises(ValueError, match="grid"):
-        jaxdiff.sample(jax.random.PRNGKey(0), None, path, shape=(4, 2), velocity_fn=v, grid="karras")
+        sample_flow(jax.random.PRNGKey(0), None, path, shape=(4, 2), velocity_fn=v, sampler="no_such_sampler")
+    # between two data laws (translate) the Gaussian samplers and the velocity→score conversion do not apply
+    with pytest.raises(ValueError, match="Gaussian samplers"):
+        translate(jax.random.PRNGKey(0), None, path, jnp.zeros((4, 2)), velocity_fn=v, sampler="dpmpp_2m")
+    with pytest.raises(ValueError, match="euler_maruyama"):
+        translate(jax.random.PRNGKey(0), None, path, jnp.zeros((4, 2)), velocity_fn=v, sampler="euler_maruyama")
+    with pytest.raises(ValueError, match="t_end"):
+        jaxdiff.sample(jax.random.PRNGKey(0), None, path, shape=(4, 2), velocity_fn=v, t_end=1.5)
     with pytest.raises(TypeError, match="path"):
         translate(jax.random.PRNGKey(0), None, "linear", jnp.zeros((4, 2)))

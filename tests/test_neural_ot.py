@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxdiff import translate as flow_translate
 from jaxdiff.flows.gaussian import (
     gaussian_bridge_conditional,
     gaussian_entropic_ot,
@@ -22,7 +23,6 @@ from jaxdiff.flows.neural_ot import (
     train_entropic_neural_ot,
     train_neural_ot,
 )
-from jaxdiff.flows.sampling import translate as flow_translate
 
 SOURCE_MEAN = np.zeros(2)
 SOURCE_COV = np.eye(2)

@@ -25,7 +25,8 @@ from jaxdiff.flows.neural_ot import (
     train_entropic_neural_ot,
     train_neural_ot,
 )
-from jaxdiff.flows.paths import (
+from jaxdiff.likelihood import flow_log_likelihood
+from jaxdiff.paths import (
     PATHS,
     BrownianBridge,
     Interpolant,
@@ -35,7 +36,8 @@ from jaxdiff.flows.paths import (
     TrigInterpolant,
     VPInterpolant,
 )
-from jaxdiff.flows.sampling import FLOW_SAMPLERS, flow_log_likelihood, sample_flow, translate
+from jaxdiff.sampling import sample_flow, translate
+
 from jaxdiff.flows.training import (
     distill_one_step,
     fit,
@@ -48,6 +50,9 @@ from jaxdiff.flows.training import (
     train_flow_matching,
     train_rectified_flow,
 )
+
+# The samplers the pre-unification flow module had (every name of jaxdiff.samplers() now runs on a flow).
+FLOW_SAMPLERS = ("ode_euler", "ode_heun", "ode_midpoint", "ode_adaptive", "euler_maruyama")
 
 __all__ = [
     "COUPLINGS", "FLOW_SAMPLERS", "PATHS", "EntropicNeuralOTMap", "NeuralOTMap", "train_entropic_neural_ot",

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxdiff.flows.couplings import COUPLINGS, couple
-from jaxdiff.flows.paths import BrownianBridge, Interpolant
+from jaxdiff.paths import BrownianBridge, Interpolant
 from jaxdiff.processes import broadcast_time
 
 Array = jax.Array

@@ -27,9 +27,9 @@ from jaxdiff.flows import laws as L
 from jaxdiff.flows.couplings import COUPLINGS, exact_w2
 from jaxdiff.flows.losses import bridge_matching_loss, flow_matching_loss, interpolant_loss
 from jaxdiff.flows.models import BridgeModel, FlowModel, init_mlp, mlp_apply
-from jaxdiff.flows.paths import PATHS, BrownianBridge, Interpolant, LinearInterpolant
-from jaxdiff.flows.sampling import FLOW_SAMPLERS, sample_flow, translate
 from jaxdiff.flows.training import distillation_loss, fit, pair_sampler, pool_sampler, reflow_pairs, train_dsbm
+from jaxdiff.paths import PATHS, BrownianBridge, Interpolant, LinearInterpolant
+from jaxdiff.sampling import sample_flow, samplers, translate
 from jaxdiff.training.checkpoint import Checkpointer
 from jaxdiff.training.config import ConfigError
 
@@ -111,7 +111,7 @@ def validate_flow_config(config: ml_collections.ConfigDict) -> None:
     check(isinstance(t.batch_size, int) and t.batch_size >= 2, "training.batch_size", t.batch_size, "an int >= 2")
     check(t.lr > 0, "training.lr", t.lr, "a number > 0")
     check(0.0 <= t.ema_rate < 1.0, "training.ema_rate", t.ema_rate, "a number in [0, 1)")
-    check(config.sampling.sampler in FLOW_SAMPLERS, "sampling.sampler", config.sampling.sampler, f"one of {FLOW_SAMPLERS}")
+    check(config.sampling.sampler in samplers(), "sampling.sampler", config.sampling.sampler, f"one of {sorted(samplers())}")
     check(isinstance(config.eval.num_samples, int) and config.eval.num_samples >= 2, "eval.num_samples",
           config.eval.num_samples, "an int >= 2")
     if errors:

@@ -20,8 +20,8 @@ import optax
 from jaxdiff import _validation as V
 from jaxdiff.flows.losses import bridge_matching_loss, distillation_loss, flow_matching_loss, interpolant_loss
 from jaxdiff.flows.models import BridgeModel, FlowModel, init_mlp, mlp_apply
-from jaxdiff.flows.paths import Interpolant, LinearInterpolant
-from jaxdiff.flows.sampling import sample_flow
+from jaxdiff.paths import Interpolant, LinearInterpolant
+from jaxdiff.sampling import sample_flow
 from jaxdiff.training.step import make_optimizer
 
 Array = jax.Array

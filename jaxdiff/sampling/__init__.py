@@ -3,6 +3,6 @@
 from jaxdiff.sampling import _diffrax, _langevin, _stepping  # noqa: F401  (registration)
 from jaxdiff.sampling._core import samplers
 from jaxdiff.sampling._grid import alpha_sigma, karras_sigmas, sigma_tilde, time_grid, time_of_sigma_tilde
-from jaxdiff.sampling.api import sample
+from jaxdiff.sampling.api import resolve_model, sample, sample_flow, translate
 
-__all__ = ["sample", "samplers", "time_grid", "karras_sigmas", "sigma_tilde", "time_of_sigma_tilde", "alpha_sigma"]
+__all__ = ["sample", "sample_flow", "translate", "resolve_model", "samplers", "time_grid", "karras_sigmas", "sigma_tilde", "time_of_sigma_tilde", "alpha_sigma"]

@@ -36,7 +36,8 @@ def _saveat(ts: Array, trajectory: bool) -> diffrax.SaveAt:
 
 
 def _reverse_sde_terms(model: Model, t_start: Array, brownian) -> diffrax.MultiTerm:
-    r"""The reverse SDE in the forward time ``τ = t_start − t``: ``dy = −(f y − g² s)(y, t) dτ + g(t) dW_τ``.
+    r"""The reverse SDE in the forward time ``τ = t_start − t``: ``dy = −(u − ½ g_rev² s)(y, t) dτ + g_rev(t) dW_τ``
+    (``u`` the probability flow; ``g_rev = g`` for a diffusion at ``diffusion = 1``: ``u − ½ g² s = f y − g² s``).
 
     diffrax's stochastic Runge–Kutta solvers are written for increasing time; running them on
     ``τ`` keeps every solver (and every Brownian path) in its intended direction."""
@@ -45,7 +46,7 @@ def _reverse_sde_terms(model: Model, t_start: Array, brownian) -> diffrax.MultiT
         return -model.reverse_drift(y, (t_start - tau).astype(y.dtype))
 
     def diffusion(tau, y, args):
-        g = jnp.sqrt(model.sde._diffusion_sq((t_start - tau).astype(y.dtype))).astype(y.dtype)
+        g = jnp.sqrt(model.noise_sq((t_start - tau).astype(y.dtype))).astype(y.dtype)
         return lx.DiagonalLinearOperator(g * jnp.ones_like(y))
 
     return diffrax.MultiTerm(diffrax.ODETerm(drift), diffrax.ControlTerm(diffusion, brownian))
@@ -181,16 +182,18 @@ def _ode_adaptive(key, x, ts, model: Model, options, trajectory):
 register(SamplerSpec(
     name="euler_maruyama",
     fn=_euler_maruyama,
-    options={"noise_removal": True},
-    description="Euler–Maruyama on the reverse-time SDE (Eq. 26) through diffrax, UnsafeBrownianPath.",
+    options={"noise_removal": True, "diffusion": 1.0},
+    description="Euler–Maruyama on the reverse-time SDE (Eq. 26) through diffrax, UnsafeBrownianPath; "
+                "diffusion scales the noise level (same marginals for every value ≥ 0; 0 is the ODE).",
     default_steps=1000,
     handles_zero=False,
+    lands_with_velocity=True,
     stochastic=True,
 ))
 register(SamplerSpec(
     name="sde",
     fn=_sde_srk,
-    options={"solver": "shark", "rtol": None, "atol": 1e-3, "bm_tol": 1e-5, "max_steps": 16384},
+    options={"solver": "shark", "rtol": None, "atol": 1e-3, "bm_tol": 1e-5, "max_steps": 16384, "diffusion": 1.0},
     description="Reverse SDE with an additive-noise SRK solver of diffrax (shark, sra1, sea); adaptive with rtol.",
     default_steps=100,
     handles_zero=False,
@@ -203,6 +206,7 @@ register(SamplerSpec(
     description="Probability-flow ODE, Euler steps in t through diffrax.",
     default_steps=100,
     handles_zero=False,
+    lands_with_velocity=True,
 ))
 register(SamplerSpec(
     name="ode_heun",
@@ -211,6 +215,16 @@ register(SamplerSpec(
     description="Probability-flow ODE, Heun steps in t through diffrax (2 NFE per step).",
     default_steps=50,
     handles_zero=False,
+    lands_with_velocity=True,
+))
+register(SamplerSpec(
+    name="ode_midpoint",
+    fn=_ode_fixed(diffrax.Midpoint, 2),
+    options={},
+    description="Probability-flow ODE, explicit midpoint steps in t through diffrax (2 NFE per step).",
+    default_steps=50,
+    handles_zero=False,
+    lands_with_velocity=True,
 ))
 register(SamplerSpec(
     name="ode_adaptive",
@@ -220,4 +234,5 @@ register(SamplerSpec(
     default_steps=16,
     handles_zero=False,
     adaptive=True,
+    lands_with_velocity=True,
 ))

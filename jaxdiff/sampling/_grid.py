@@ -78,7 +78,8 @@ def time_grid(
 
     ``kind``: ``"time_uniform"`` (uniform in t), ``"logsnr_uniform"`` (uniform in λ),
     ``"karras"`` (EDM's ρ-schedule in ``σ̃``), ``"time_quadratic"`` (uniform in √t, DDIM's quadratic).
-    With ``t_end = 0`` the λ- and σ̃-based grids place their ``steps`` noisy points between
+    Where ``α(t_start) = 0`` (a flow's source end, ``σ̃ = ∞``) the ``σ̃``-based grids keep ``t_start`` and
+    place their remaining ``steps − 1`` intervals from the second point of the time-uniform grid on. With ``t_end = 0`` the λ- and σ̃-based grids place their ``steps`` noisy points between
     ``t_start`` and ``sde.sampling_eps`` and append 0 (k-diffusion's ``append_zero``).
     """
     V.check_int_at_least("steps", steps, 1)
@@ -99,6 +100,13 @@ def time_grid(
     if ends_at_zero and steps == 1:
         return np.array([t0, 0.0])
     s_max, s_min = _np_sigma_tilde(sde, np.array([t0, t_low]))
+    if not np.isfinite(s_max):  # a flow's source end (α = 0): σ̃-grid from the second time-uniform point on
+        if n_points <= 2:
+            ts = np.array([t0, t_low])
+            return np.append(ts, 0.0) if ends_at_zero else ts
+        t_second = t0 - (t0 - t_low) / steps
+        rest = time_grid(sde, steps - 1, kind, t_start=t_second, t_end=t1, rho=rho, sigma_min=sigma_min)
+        return np.concatenate([[t0], rest])
     if sigma_min is not None:
         if not ends_at_zero:
             raise ValueError(

@@ -368,6 +368,7 @@ register(SamplerSpec(
     default_steps=10,
     default_grid="logsnr_uniform",
     default_sigma_min=lambda steps: 0.2 * (10.0 / steps) ** 0.75,
+    sigma_tilde_steps=True,
 ))
 register(SamplerSpec(
     name="ddim",
@@ -391,6 +392,7 @@ register(SamplerSpec(
     description="DPM-Solver++(2M), k-diffusion's sample_dpmpp_2m in σ̃ = σ/α.",
     default_steps=20,
     default_grid="logsnr_uniform",
+    sigma_tilde_steps=True,
 ))
 register(SamplerSpec(
     name="dpmpp_3m",
@@ -399,6 +401,7 @@ register(SamplerSpec(
     description="DPM-Solver++(3M), k-diffusion's sample_dpmpp_3m_sde with eta = 0.",
     default_steps=20,
     default_grid="logsnr_uniform",
+    sigma_tilde_steps=True,
 ))
 register(SamplerSpec(
     name="edm_heun",
@@ -407,4 +410,5 @@ register(SamplerSpec(
     description="EDM's Heun sampler (Karras σ̃ grid, ρ = 7) with optional stochastic churn.",
     default_steps=18,
     default_grid="karras",
+    sigma_tilde_steps=True,
 ))

@@ -1,4 +1,9 @@
-"""The front door: ``jaxdiff.sample``."""
+"""The front door: ``jaxdiff.sample``, ``jaxdiff.translate`` (and the flow-time convenience ``sample_flow``).
+
+No branch on the model family: a process or an interpolant (read as a :class:`jaxdiff.paths.FlowProcess`,
+the one place where flow time becomes process time), and a model wrapper (``ScoreModel``, ``FlowModel``,
+``BridgeModel``, or an analytic ``score_fn=`` / ``velocity_fn=``) go to the same registry of samplers.
+"""
 
 from __future__ import annotations
 
@@ -10,38 +15,51 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdiff import _validation as V
+from jaxdiff.parameterization import VELOCITY_KINDS, FunctionModel, ModelWrapper, TimeReversed
+from jaxdiff.paths import FlowProcess, Interpolant
 from jaxdiff.processes import LinearProcess
 from jaxdiff.sampling._core import Model, get_spec
 from jaxdiff.sampling._grid import GRIDS, check_grid, sigma_tilde, time_grid
 
 Array = jax.Array
 
-_FRONT_DOOR = ("shape", "sampler", "steps", "score_fn", "x_init", "ts", "t_end", "grid", "rho", "sigma_min", "denoise",
-               "return_info", "trajectory", "dtype")
+_FRONT_DOOR = ("shape", "sampler", "steps", "score_fn", "velocity_fn", "x_init", "ts", "t_end", "grid", "rho",
+               "sigma_min", "denoise", "return_info", "trajectory", "dtype")
 
 
-def _resolve_score_fn(params: Any, score_fn: Callable | None) -> Callable | None:
+def resolve_model(params: Any, score_fn: Callable | None = None, velocity_fn: Callable | None = None, *,
+                  flow_time: bool = False) -> ModelWrapper:
+    """The model wrapper the samplers use: ``params`` itself when it is one (``ScoreModel``, ``FlowModel``,
+    ``BridgeModel``, as training saves them), else an analytic :class:`FunctionModel` from ``velocity_fn``
+    (``dx/dt`` in flow time; with ``score_fn`` as its score) or ``score_fn``. ``flow_time``: ``score_fn``
+    takes flow time (it was given with an interpolant)."""
+    for name, fn in (("score_fn", score_fn), ("velocity_fn", velocity_fn)):
+        if fn is not None and not callable(fn):
+            raise TypeError(f"{name} must be a callable {name}(params, x, t), got {type(fn).__name__}.")
+    if velocity_fn is not None:
+        return FunctionModel(velocity_fn, params, kind="flow_velocity", flow_time=True, score_fn=score_fn,
+                             score_flow_time=flow_time)
     if score_fn is not None:
-        if not callable(score_fn):
-            raise TypeError(f"score_fn must be a callable score_fn(params, x, t), got {type(score_fn).__name__}.")
-        return score_fn
-    if hasattr(params, "score") and callable(params.score):
-        return None  # the Model asks params.score(sde, x, t)
+        return FunctionModel(score_fn, params, kind="score", flow_time=flow_time)
+    if isinstance(params, ModelWrapper):
+        return params
     raise ValueError(
-        "sample() needs a score: pass score_fn=score_fn(params, x, t), or params that carry their network "
-        f"(a jaxdiff.ScoreModel, as jaxdiff.load_run gives); got params of type {type(params).__name__} and no score_fn."
+        "sampling needs a model: pass score_fn=score_fn(params, x, t) or velocity_fn=velocity_fn(params, x, t), or "
+        "params that carry their network (a jaxdiff.ScoreModel, FlowModel or BridgeModel, as jaxdiff.load_run "
+        f"gives); got params of type {type(params).__name__} and neither score_fn nor velocity_fn."
     )
 
 
 def sample(
     key: Array,
     params: Any,
-    sde: LinearProcess,
+    sde: LinearProcess | Interpolant,
     *,
     shape: tuple[int, ...] | None = None,
     sampler: str | None = None,
     steps: int | None = None,
     score_fn: Callable | None = None,
+    velocity_fn: Callable | None = None,
     x_init: Array | None = None,
     ts: Any = None,
     t_end: float | None = None,
@@ -54,59 +72,158 @@ def sample(
     dtype: Any = None,
     **options,
 ):
-    r"""Draw samples by running ``sampler`` from the prior at ``t_max`` (or ``x_init``) down to ``t_end``.
+    r"""Draw samples by running ``sampler`` from the noise end (or ``x_init``) to the data end.
 
     Args:
       key: PRNG key (prior draw and sampler noise).
-      params: network parameters; with ``score_fn=None`` they must carry their network (a
-        :class:`jaxdiff.ScoreModel`, as training saves it); may be ``None`` with an analytic ``score_fn``.
-      sde: the process the score belongs to, or a flow path (a :class:`jaxdiff.LinearInterpolant`,
-        ...): then ``params`` is a ``FlowModel``/``BridgeModel`` (or ``velocity_fn=`` is given), the flow
-        is integrated from the source ``N(0, I)`` (or ``x_init``) at ``t = 0`` to ``t = 1``, the default
-        sampler is ``"ode_adaptive"`` and the options are :func:`jaxdiff.flows.sample_flow`'s.
+      params: a model wrapper (:class:`jaxdiff.ScoreModel`, ``FlowModel``, ``BridgeModel``: what training
+        saves), or the parameters given to ``score_fn`` / ``velocity_fn`` (``None`` for analytic ones).
+      sde: a process (:class:`jaxdiff.VPSDE`, ...; data at ``t = 0``), or an interpolant path
+        (:class:`jaxdiff.LinearInterpolant`, ...; source ``N(0, I)`` at ``t = 0``, target at ``t = 1``), which
+        is read as :class:`jaxdiff.paths.FlowProcess` (process time ``1 − t``): then ``t_end`` and ``ts`` are
+        flow times (``t_end`` default 1, ``ts`` increasing) and user functions receive flow time.
       shape: ``(batch, *data)`` (taken from ``x_init`` when given).
-      sampler: a name of :func:`jaxdiff.samplers` (default ``"euler_maruyama"``; for flows
-        ``"ode_adaptive"``).
+      sampler: a name of :func:`jaxdiff.samplers` (default ``"euler_maruyama"``; on an interpolant
+        ``"ode_adaptive"``). Every sampler runs on every model: the Gaussian ones (``ddim``, ``dpmpp_2m``,
+        ``exp_abm``, ...) need a Gaussian source end, which an interpolant from ``N(0, I)`` has.
       steps: number of grid intervals (each sampler has a default).
       score_fn: ``score_fn(params, x, t) -> ∇ log p_t(x)`` with ``t`` of shape ``[batch]``.
+      velocity_fn: ``velocity_fn(params, x, t) -> dx/dt`` in flow time (``t: [batch]``, 0 at the noise end);
+        with ``score_fn`` too, the SDE samplers use that score.
       x_init: the state at the first grid time instead of a prior draw (SDEdit, reproducing a run).
-      ts: an explicit decreasing grid of process times (overrides ``steps``, ``grid``, ``t_end`` and
-        ``sigma_min``).
-      t_end: where sampling stops (default ``sde.sampling_eps``); 0 makes the last step return the
-        denoised estimate ``E[x_0 | x]``.
+      ts: an explicit grid (overrides ``steps``, ``grid``, ``t_end`` and ``sigma_min``).
+      t_end: where sampling stops (default ``sde.sampling_eps``; 0 on an interpolant, its target); 0 makes
+        the last step return the denoised estimate ``E[x_0 | x]`` (a velocity model integrates onto 0).
       grid: ``"time_uniform"``, ``"logsnr_uniform"``, ``"karras"`` (with ``rho``) or
         ``"time_quadratic"``; default: the sampler's.
-      sigma_min: the smallest nonzero ``σ̃ = σ/α`` of a ``logsnr_uniform`` or ``karras`` grid (default
-        ``σ̃(sde.sampling_eps)``).
+      sigma_min: the smallest nonzero ``σ̃ = σ/α`` of a ``logsnr_uniform`` or ``karras`` grid ending at 0.
       denoise: finish with a Tweedie step ``x ← E[x_0 | x_{t_end}]`` (1 NFE).
-      return_info: also return ``info`` with ``nfe`` (network evaluations used), ``ts`` (the grid) and,
-        with ``trajectory=True``, ``trajectory`` (the state at every time the sampler visited, then the
-        final Tweedie estimate if one was taken) with its times ``trajectory_ts`` (0 for that estimate).
-        Samplers that cannot step onto ``t = 0`` (diffrax ODE/SDE solvers, ``pc``, annealed Langevin)
-        replace a last interval ``[t, 0]`` by a Tweedie step at ``t``; ``ode_adaptive`` first integrates
-        on to ``sde.sampling_eps``.
+      return_info: also return ``info`` with ``nfe`` (network evaluations used), ``ts`` (the grid, process
+        time) and, with ``trajectory=True``, ``trajectory`` (the states visited) and ``trajectory_ts``.
       dtype: of the samples (default: ``x_init``'s, else JAX's default float).
       **options: the sampler's own options (see ``jaxdiff.samplers()[sampler]["options"]``).
     Returns:
       ``samples`` of ``shape``, or ``(samples, info)``.
     """
-    from jaxdiff.flows.paths import Interpolant
+    is_path = isinstance(sde, Interpolant)
+    if is_path:
+        process = sde.as_process()
+        t_end = 0.0 if t_end is None else 1.0 - _flow_time("t_end", t_end)
+        if ts is not None:
+            ts = 1.0 - np.asarray(ts, np.float64)
+    else:
+        process = sde
+    model = resolve_model(params, score_fn, velocity_fn, flow_time=is_path)
+    return _sample(key, model, process, shape=shape, sampler=sampler or ("ode_adaptive" if is_path else "euler_maruyama"),
+                   steps=steps, x_init=x_init, ts=ts, t_end=t_end, grid=grid, rho=rho, sigma_min=sigma_min,
+                   denoise=denoise, return_info=return_info, trajectory=trajectory, dtype=dtype, options=options)
 
-    if isinstance(sde, Interpolant):  # a flow path: integrate its ODE/SDE from the source at t = 0
-        from jaxdiff.flows.sampling import sample_flow
 
-        if score_fn is not None:
-            options["score_fn"] = score_fn
-        for name, value in (("ts", ts), ("grid", grid), ("sigma_min", sigma_min), ("t_end", t_end)):
-            if value is not None:
-                raise ValueError(f"{name} is a diffusion-sampler argument; flow paths take steps, t_start/t_end via "
-                                 "jaxdiff.flows.sample_flow, and their own options.")
-        if denoise:
-            raise ValueError("denoise=True is a diffusion-sampler argument; flows end at t = 1 without a Tweedie step.")
-        return sample_flow(key, params, sde, shape=shape, sampler="ode_adaptive" if sampler is None else sampler,
-                           steps=steps, x_init=x_init, return_info=return_info, trajectory=trajectory, dtype=dtype,
-                           **options)
-    sampler = "euler_maruyama" if sampler is None else sampler
+def _flow_time(name: str, value: Any) -> float:
+    value = float(value)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} is a flow time and must lie in [0, 1] (source 0, target 1), got {name}={value!r}.")
+    return value
+
+
+def translate(
+    key: Array,
+    params: Any,
+    path: Interpolant | None,
+    x_source: Array,
+    *,
+    sampler: str | None = None,
+    direction: str = "forward",
+    steps: int | None = None,
+    score_fn: Callable | None = None,
+    velocity_fn: Callable | None = None,
+    t_start: float | None = None,
+    t_end: float | None = None,
+    return_info: bool = False,
+    trajectory: bool = False,
+    **options,
+):
+    r"""Carry ``x_source`` from one law to the other along a trained flow or bridge, through the same
+    samplers as :func:`sample`.
+
+    ``direction="forward"`` maps source (``t = 0``) samples to the target, ``"backward"`` target samples
+    to the source (the model is read on the reversed path, :class:`jaxdiff.parameterization.TimeReversed`).
+    ``t_start``/``t_end`` are flow times (defaults: the two ends). The source is a data law here, so the
+    Gaussian samplers are refused; default sampler: ``ode_adaptive``, or for a ``BridgeModel`` its SDE
+    ``euler_maruyama`` (``dX = f dt + σ dW``). Models that transport by themselves (neural OT maps, Light SB:
+    anything with a ``translate(key, x)`` method) are called directly, with ``path=None``.
+    """
+    if path is None or not isinstance(path, Interpolant):
+        method = getattr(params, "translate", None)
+        if callable(method) and path is None:
+            if options or sampler is not None or direction != "forward":
+                raise ValueError("a model with its own translate(key, x) takes no sampler, direction or options.")
+            return method(key, jnp.asarray(x_source))
+        raise TypeError(
+            f"path must be a jaxdiff interpolant, or None for models with their own translate(key, x); got "
+            f"{type(path).__name__} with params of type {type(params).__name__}."
+        )
+    from jaxdiff.parameterization import BridgeModel
+
+    V.check_choice("direction", direction, ("forward", "backward"))
+    model = resolve_model(params, score_fn, velocity_fn, flow_time=True)
+    if sampler is None:
+        sampler = "euler_maruyama" if isinstance(model, BridgeModel) else "ode_adaptive"
+    process = path.as_process(gaussian_source=False)
+    forward = direction == "forward"
+    t_start = _flow_time("t_start", (0.0 if forward else 1.0) if t_start is None else t_start)
+    t_end = _flow_time("t_end", (1.0 if forward else 0.0) if t_end is None else t_end)
+    if (t_end - t_start) * (1 if forward else -1) <= 0:
+        raise ValueError(f"direction={direction!r} needs t_end {'>' if forward else '<'} t_start, "
+                         f"got t_start={t_start}, t_end={t_end}.")
+    if forward:
+        s_start, s_end = 1.0 - t_start, 1.0 - t_end
+    else:  # the reversed path's process time is the original flow time
+        model = TimeReversed(model, process)
+        process = path.reversed().as_process(gaussian_source=False)
+        s_start, s_end = t_start, t_end
+    x_source = jnp.asarray(x_source)
+    V.check_floating("x_source", x_source)
+    steps = get_spec(sampler).default_steps if steps is None else steps
+    V.check_int_at_least("steps", steps, 1)
+    grid = None if s_start == 1.0 else np.linspace(s_start, s_end, int(steps) + 1)
+    return _sample(key, model, process, shape=None, sampler=sampler, steps=steps, x_init=x_source, ts=grid,
+                   t_end=s_end, grid="time_uniform", rho=7.0, sigma_min=None, denoise=False, return_info=return_info,
+                   trajectory=trajectory, dtype=None, options=options)
+
+
+def sample_flow(key: Array, params: Any, path: Interpolant, *, shape=None, sampler: str = "ode_adaptive", steps=None,
+                x_init=None, velocity_fn=None, score_fn=None, diffusion: float = 1.0, direction: str = "forward",
+                t_start=None, t_end=None, solver: str = "tsit5", rtol: float = 1e-5, atol: float = 1e-5,
+                max_steps: int = 4096, source_std: float = 1.0, return_info: bool = False, trajectory: bool = False,
+                dtype=None):
+    r"""The flow-time convenience of :func:`sample` / :func:`translate` (``jaxdiff.flows.sample_flow``): from
+    ``x_init`` (or ``N(0, source_std² I)``) at flow time ``t_start`` to ``t_end``; ``direction="backward"``
+    runs from the target back to the source. ``solver, rtol, atol, max_steps`` go to ``ode_adaptive``,
+    ``diffusion`` to the SDE samplers; everything else as :func:`sample`."""
+    options = {}
+    if sampler == "ode_adaptive":
+        options.update(solver=solver, rtol=rtol, atol=atol, max_steps=max_steps)
+    if sampler in ("euler_maruyama", "sde"):
+        options["diffusion"] = float(diffusion)
+    if x_init is not None or direction != "forward" or t_start not in (None, 0.0):
+        if x_init is None:
+            raise ValueError("x_init is required with direction='backward' or t_start > 0.")
+        return translate(key, params, path, x_init, sampler=sampler, direction=direction, steps=steps,
+                         score_fn=score_fn, velocity_fn=velocity_fn, t_start=t_start, t_end=t_end,
+                         return_info=return_info, trajectory=trajectory, **options)
+    process = path.as_process(source_std=source_std) if isinstance(path, Interpolant) else path
+    if not isinstance(path, Interpolant):
+        raise TypeError(f"path must be a jaxdiff interpolant (jaxdiff.LinearInterpolant, ...), got {type(path).__name__}.")
+    model = resolve_model(params, score_fn, velocity_fn, flow_time=True)
+    s_end = 0.0 if t_end is None else 1.0 - _flow_time("t_end", t_end)
+    return _sample(key, model, process, shape=shape, sampler=sampler, steps=steps, x_init=None, ts=None, t_end=s_end,
+                   grid=None, rho=7.0, sigma_min=None, denoise=False, return_info=return_info, trajectory=trajectory,
+                   dtype=dtype, options=options)
+
+
+def _sample(key, model, sde, *, shape, sampler, steps, x_init, ts, t_end, grid, rho, sigma_min, denoise, return_info,
+            trajectory, dtype, options):
     spec = get_spec(sampler)
     public_options = {k: v for k, v in spec.options.items() if not k.startswith("_")}
     unknown = sorted(set(options) - set(public_options))
@@ -116,13 +233,13 @@ def sample(
             f"(and sample() takes {list(_FRONT_DOOR)})."
         )
     if not isinstance(sde, LinearProcess):
-        raise TypeError(f"sde must be a jaxdiff process (a LinearProcess), got {type(sde).__name__}.")
+        raise TypeError(f"sde must be a jaxdiff process (a LinearProcess) or an interpolant path, got "
+                        f"{type(sde).__name__}.")
     merged = {**spec.options, **options}
     for name, value in options.items():
         if not isinstance(value, (bool, int, float, str, type(None))):
             raise TypeError(f"option {name} must be a bool, number, string or None, got {type(value).__name__}.")
     _check_option_values(sampler, merged)
-    resolved_score = _resolve_score_fn(params, score_fn)
 
     if x_init is not None:
         V.check_floating("x_init", x_init)
@@ -136,6 +253,8 @@ def sample(
     if len(shape) < 2 or min(shape) < 1:
         raise ValueError(f"shape must be (batch, *data) with positive sizes, got shape={shape}.")
     dtype = jnp.dtype(jnp.result_type(float) if dtype is None else dtype)
+    if isinstance(sde, FlowProcess) and not sde.gaussian_source and x_init is None:
+        raise ValueError("a flow between two data laws has no prior to draw from: pass x_init (source samples).")
 
     if ts is not None:  # an explicit grid overrides steps, grid, t_end and sigma_min
         grid_np = check_grid(sde, ts)
@@ -149,25 +268,32 @@ def sample(
         grid_np = time_grid(sde, steps, grid_name, t_end=t_end, rho=rho, sigma_min=sigma_min)
 
     ends_at_zero = bool(grid_np[-1] == 0.0)
+    lands = spec.handles_zero or (spec.lands_with_velocity and model.prediction in VELOCITY_KINDS)
     # The grid the sampler itself runs on, and where (if anywhere) a final Tweedie step is taken.
     run_grid, final_t = grid_np, None
-    if ends_at_zero and not spec.handles_zero:
+    if ends_at_zero and not lands:
         run_grid = grid_np[:-1]
-        if spec.adaptive and run_grid[-1] > sde.sampling_eps:
+        if spec.adaptive and run_grid[-1] > sde.sampling_eps > 0:
             run_grid = np.append(run_grid, float(sde.sampling_eps))  # integrate on to sampling_eps
         final_t = float(run_grid[-1])
     elif denoise and not ends_at_zero:
         final_t = float(grid_np[-1])
+    first_step = False
+    if spec.sigma_tilde_steps and len(run_grid) >= 2:
+        with jax.ensure_compile_time_eval():
+            first_step = float(sde._alpha(jnp.asarray(run_grid[0]))) == 0.0
+    sampler_grid = run_grid[1:] if first_step else run_grid
     merged["_ends_at_zero"] = ends_at_zero and spec.handles_zero
     if "_log_sigma_tilde" in spec.options:  # samplers whose coefficients are precomputed from the grid
         with jax.ensure_compile_time_eval():
-            s_tilde = np.asarray(sigma_tilde(sde, jnp.asarray(run_grid)), np.float64)
+            s_tilde = np.asarray(sigma_tilde(sde, jnp.asarray(sampler_grid)), np.float64)
         merged["_log_sigma_tilde"] = tuple(float(v) for v in np.log(np.where(s_tilde > 0, s_tilde, 1.0)))
+    diffusion = float(merged.pop("diffusion", 1.0))
     static_options = tuple(sorted(merged.items()))
 
     samples, nfe, traj = _run(
         key,
-        params,
+        model,
         sde,
         None if x_init is None else jnp.asarray(x_init, dtype),
         jnp.asarray(run_grid, dtype),
@@ -176,15 +302,15 @@ def sample(
         options=static_options,
         shape=shape,
         dtype=dtype.name,
-        score_fn=resolved_score,
         trajectory=bool(trajectory),
+        first_step=first_step,
+        diffusion=diffusion,
     )
     if not return_info:
         return samples
     info = {"nfe": nfe, "ts": grid_np}
     if trajectory:
         info["trajectory_ts"] = run_grid if final_t is None else np.append(run_grid, 0.0)
-    if trajectory:
         info["trajectory"] = traj
     return samples, info
 
@@ -217,6 +343,8 @@ def _check_option_values(sampler: str, options: dict) -> None:
         V.check_choice("final", options["final"], ("extrapolate", "denoise"))
         if options["sigma_data"] is not None:
             V.check_positive("sigma_data", options["sigma_data"])
+    if sampler in ("euler_maruyama", "sde"):
+        V.check_nonnegative("diffusion", options["diffusion"])
     if sampler in ("ode_adaptive", "sde"):
         if options["rtol"] is not None:
             V.check_positive("rtol", options["rtol"])
@@ -224,16 +352,27 @@ def _check_option_values(sampler: str, options: dict) -> None:
         V.check_int_at_least("max_steps", options["max_steps"], 1)
 
 
-@functools.partial(jax.jit, static_argnames=("sampler", "options", "shape", "dtype", "score_fn", "trajectory"))
-def _run(key, params, sde, x_init, run_ts, final_t, *, sampler, options, shape, dtype, score_fn, trajectory):
+@functools.partial(jax.jit, static_argnames=("sampler", "options", "shape", "dtype", "trajectory", "first_step",
+                                             "diffusion"))
+def _run(key, wrapper, sde, x_init, run_ts, final_t, *, sampler, options, shape, dtype, trajectory, first_step,
+         diffusion):
     spec = get_spec(sampler)
-    model = Model(sde=sde, score_fn=score_fn, params=params)
+    model = Model(sde=sde, wrapper=wrapper, diffusion=diffusion)
     k_prior, k_run = jax.random.split(key)
     x = sde.prior_sample(k_prior, shape, dtype) if x_init is None else x_init
     nfe = 0
     traj = x[None] if trajectory else None
+    if first_step:  # from α = 0 (σ̃ = ∞): one DDIM step x ← α_s D(x) + σ_s x/σ_t, then the σ̃-sampler
+        ddim = get_spec("ddim")
+        x, nfe, first = ddim.fn(k_run, x, run_ts[:2], model, {"eta": 0.0, "clip_x0": None}, trajectory)
+        traj = first
+        run_ts = run_ts[1:]
+        k_run = jax.random.fold_in(k_run, 1)
     if run_ts.shape[0] >= spec.min_points:
-        x, nfe, traj = spec.fn(k_run, x, run_ts, model, dict(options), trajectory)
+        x, more, part = spec.fn(k_run, x, run_ts, model, dict(options), trajectory)
+        nfe = nfe + more
+        if trajectory:
+            traj = jnp.concatenate([traj, part[1:]], axis=0)
     if final_t is not None:
         x = model.denoise(x, final_t)
         nfe = nfe + 1
