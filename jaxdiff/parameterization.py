@@ -187,7 +187,11 @@ class Parameterization(eqx.Module):
 
 
 class Direct(Parameterization):
-    """The network output is the prediction itself (``prediction`` in ``score, eps, x0, v, velocity``).
+    """The network output is the prediction itself (``prediction`` in ``PREDICTION_KINDS``).
+
+    ``noise_head=True``: the network emits two stacked outputs on the channel axis (``out_heads=2``): the
+    prediction and the stochastic interpolant's noise ``η(x, t) ≈ E[z | x_t = x]``, whose score is
+    ``−η/c(t)`` on any interpolant path (:class:`ScoreModel` splits them).
 
     ``scale_by_sigma=True`` (score only) divides the output by ``σ(t)``: score_sde's NCSN++ output
     scaling. ``noise_input`` chooses the conditioning passed to the network (see :func:`noise_input`).
@@ -196,8 +200,10 @@ class Direct(Parameterization):
     prediction: str = eqx.field(static=True)
     scale_by_sigma: bool = eqx.field(static=True)
     noise_input: str = eqx.field(static=True)
+    noise_head: bool = eqx.field(static=True)
 
-    def __init__(self, prediction: str = "eps", *, scale_by_sigma: bool = False, noise_input: str = "t"):
+    def __init__(self, prediction: str = "eps", *, scale_by_sigma: bool = False, noise_input: str = "t",
+                 noise_head: bool = False):
         V.check_choice("prediction", prediction, PREDICTION_KINDS)
         V.check_choice("noise_input", noise_input, NOISE_INPUTS)
         if scale_by_sigma and prediction != "score":
@@ -207,6 +213,7 @@ class Direct(Parameterization):
         self.prediction = prediction
         self.scale_by_sigma = scale_by_sigma
         self.noise_input = noise_input
+        self.noise_head = bool(noise_head)
 
     def __call__(self, apply_fn, params, sde, x, t, **kw):
         t = sde._time_for(t, x)
@@ -353,6 +360,35 @@ class ScoreModel(ModelWrapper):
             return self.parameterization.predict(self.apply_fn, self.params, sde, x, t, "score", **kw)
         return self.predict(sde, x, t, "score")
 
+    def predict(self, sde, x, t, kind):
+        if not getattr(self.parameterization, "noise_head", False):
+            return super().predict(sde, x, t, kind)
+        t = _batch_time(t, x)
+        out = self.parameterization(self.apply_fn, self.params, sde, x, t).astype(x.dtype)
+        channels = x.shape[-1]
+        native, eta = out[..., :channels], out[..., channels:]
+        kinds = (kind,) if isinstance(kind, str) else tuple(kind)
+        values = []
+        for k in kinds:
+            if k == "noise":
+                values.append(eta)
+            elif k == "score":
+                values.append(interpolant_noise_score(sde, x, t, eta))
+            else:
+                values.append(convert(sde, x, t, native, source=self.prediction, target=k))
+        return values[0] if isinstance(kind, str) else tuple(values)
+
+
+def interpolant_noise_score(sde: LinearProcess, x: Array, t: Array, eta: Array) -> Array:
+    """``∇ log p_t(x) = −η/c`` from the interpolant's noise estimate ``η ≈ E[z | x_t = x]`` (``c`` the path's noise
+    std at flow time ``t_max − t``; ``sde`` a :class:`jaxdiff.paths.FlowProcess`). Where ``c = 0`` (no noise, the
+    score is not defined by ``η``) the result is ``−η``, which every SDE drift multiplies by ``g_rev² ∝ c``."""
+    path = getattr(sde, "path", None)
+    if path is None:
+        raise ValueError(f"a noise head gives a score only on an interpolant path, got {type(sde).__name__}.")
+    c = broadcast_time(path._coefficients(sde.flow_time(t))[2], x)
+    return -eta / jnp.where(c > 0, c, 1.0)
+
 
 class FunctionModel(ModelWrapper):
     """An analytic (or user-written) ``fn(params, x, t) -> prediction`` of kind ``kind``, with ``t: [batch]`` in
@@ -428,7 +464,7 @@ class FlowModel(ModelWrapper):
 
     def _direct(self, sde, x, t, kind):
         if kind == "score" and self.has_score:
-            return self._noise_score(getattr(sde, "path", None), x, sde.flow_time(t))
+            return interpolant_noise_score(sde, x, t, self.noise(x, sde.flow_time(t)))
         return None
 
     def _noise_score(self, path, x, t_flow):

@@ -120,34 +120,42 @@ def sample_plan(key: Array, plan: Array, num: int | None = None, *, replace: boo
     return cells // m, cells % m
 
 
-def couple(key: Array, x0: Any, x1: Any, coupling: str = "independent", *, epsilon: float | None = None,
-           replace: bool = True) -> tuple[Array, Array]:
-    r"""Re-pair a source batch and a target batch according to ``coupling``.
+def coupling_indices(key: Array, x0: Any, x1: Any, coupling: str = "independent", *, epsilon: float | None = None,
+                     replace: bool = True) -> tuple[Array, Array]:
+    r"""Row indices ``(i, j)`` (``n`` each) that pair ``x0[i]`` with ``x1[j]`` under ``coupling``.
 
-    * ``"independent"`` / ``"paired"``: returned as given (rows already independent or paired);
-    * ``"exact"``: minibatch exact OT; for equal batch sizes the plan is a permutation and ``x₁`` is
-      permuted (no sampling noise); otherwise pairs are drawn from the plan;
+    * ``"independent"`` / ``"paired"``: ``i = j = 0..n−1`` (rows already independent or paired);
+    * ``"exact"``: minibatch exact OT; for equal batch sizes the plan is a permutation and ``j`` permutes
+      ``x₁`` (no sampling noise); otherwise pairs are drawn from the plan;
     * ``"sinkhorn"``: ``n`` pairs drawn from the entropic plan of parameter ``epsilon`` (POT convention).
-    Returns ``(x0', x1')`` with ``n`` rows each.
     """
     if coupling not in COUPLINGS:
         raise ValueError(f"coupling must be one of {COUPLINGS}, got coupling={coupling!r}.")
     x0, x1 = jnp.asarray(x0), jnp.asarray(x1)
+    n = x0.shape[0]
     if coupling in ("independent", "paired"):
-        if coupling == "paired" and x0.shape[0] != x1.shape[0]:
-            raise ValueError(f"paired coupling needs batches of equal size, got {x0.shape[0]} and {x1.shape[0]}.")
-        return x0, x1
+        if coupling == "paired" and n != x1.shape[0]:
+            raise ValueError(f"paired coupling needs batches of equal size, got {n} and {x1.shape[0]}.")
+        return jnp.arange(n), jnp.arange(n)
     if coupling == "sinkhorn":
         if epsilon is None:
             raise ValueError("coupling='sinkhorn' needs epsilon > 0 (the entropic regularization), got epsilon=None.")
-        plan = ot_plan(x0, x1, epsilon=epsilon)
-        i, j = sample_plan(key, plan, x0.shape[0], replace=replace)
-        return x0[i], x1[j]
+        return sample_plan(key, ot_plan(x0, x1, epsilon=epsilon), n, replace=replace)
     plan = ot_plan(x0, x1)
-    if x0.shape[0] == x1.shape[0]:
-        return x0, x1[jnp.argmax(plan, axis=1)]
-    i, j = sample_plan(key, plan, x0.shape[0], replace=replace)
-    return x0[i], x1[j]
+    if n == x1.shape[0]:
+        return jnp.arange(n), jnp.argmax(plan, axis=1)
+    return sample_plan(key, plan, n, replace=replace)
+
+
+def couple(key: Array, x0: Any, x1: Any, coupling: str = "independent", *, epsilon: float | None = None,
+           replace: bool = True) -> tuple[Array, Array]:
+    r"""Re-pair a source batch and a target batch according to ``coupling`` (see :func:`coupling_indices`).
+    Returns ``(x0', x1')`` with ``n`` rows each."""
+    if coupling in ("independent", "paired"):
+        coupling_indices(key, x0, x1, coupling)  # validates the names and sizes
+        return jnp.asarray(x0), jnp.asarray(x1)
+    i, j = coupling_indices(key, x0, x1, coupling, epsilon=epsilon, replace=replace)
+    return jnp.asarray(x0)[i], jnp.asarray(x1)[j]
 
 
 def exact_w2(x0: Any, x1: Any) -> float:

@@ -4,7 +4,9 @@ Every network maps ``(x, noise_in)`` to an output of ``x``'s shape and knows not
 what ``noise_in`` is (``999 t``, ``σ(t)``, ...) and what the output means (ε, score, x₀, v, with or
 without ``1/σ`` scaling) is decided by a :class:`jaxdiff.Parameterization`. Images are NHWC.
 
-Parameter counts equal score_sde's: DDPM++ continuous (CIFAR-10) 61,804,419; NCSN++ continuous
+``out_heads = k`` makes the last layer emit ``k`` stacked outputs along the channel axis (the interpolant's
+velocity and noise heads from one network); the default 1 is score_sde's network. Parameter counts equal
+score_sde's: DDPM++ continuous (CIFAR-10) 61,804,419; NCSN++ continuous
 62,758,915 (128 of them the fixed Fourier embedding); DDPM continuous 35,218,947.
 """
 
@@ -71,6 +73,7 @@ class NCSNpp(nn.Module):
     skip_rescale: bool = True
     init_scale: float = 0.0
     centered: bool = True
+    out_heads: int = 1
 
     @nn.compact
     def __call__(self, x, noise_in, train: bool = False):
@@ -123,7 +126,7 @@ class NCSNpp(nn.Module):
                 h = resblock(up=True)(h, temb, train)
         assert not hs
         h = nn.swish(group_norm(h.shape[-1])(h))
-        return conv(x.shape[-1], init_scale=self.init_scale)(h)
+        return conv(x.shape[-1] * self.out_heads, init_scale=self.init_scale)(h)
 
 
 class DDPM(nn.Module):
@@ -135,6 +138,7 @@ class DDPM(nn.Module):
     attn_resolutions: Sequence[int] = (16,)
     dropout: float = 0.1
     resamp_with_conv: bool = True
+    out_heads: int = 1
 
     @nn.compact
     def __call__(self, x, noise_in, train: bool = False):
@@ -164,7 +168,7 @@ class DDPM(nn.Module):
                 h = Upsample(self.resamp_with_conv)(h)
         assert not hs
         h = nn.swish(group_norm(h.shape[-1])(h))
-        return conv(x.shape[-1], init_scale=0.0)(h)
+        return conv(x.shape[-1] * self.out_heads, init_scale=0.0)(h)
 
 
 class ScoreMLP(nn.Module):
@@ -179,6 +183,7 @@ class ScoreMLP(nn.Module):
     embedding_type: str = "positional"
     fourier_scale: float = 16.0
     init_scale: float = 0.0
+    out_heads: int = 1
 
     @nn.compact
     def __call__(self, x, noise_in, train: bool = False):
@@ -191,5 +196,5 @@ class ScoreMLP(nn.Module):
         h = jnp.concatenate([x.reshape(shape[0], -1), emb], axis=-1)
         for width in self.hidden:
             h = nn.swish(nn.Dense(width, kernel_init=default_init())(h))
-        out = nn.Dense(int(np.prod(shape[1:])), kernel_init=default_init(self.init_scale))(h)
-        return out.reshape(shape)
+        out = nn.Dense(int(np.prod(shape[1:])) * self.out_heads, kernel_init=default_init(self.init_scale))(h)
+        return out.reshape(*shape[:-1], shape[-1] * self.out_heads)

@@ -92,7 +92,7 @@ def sample(
         with ``score_fn`` too, the SDE samplers use that score.
       x_init: the state at the first grid time instead of a prior draw (SDEdit, reproducing a run).
       ts: an explicit grid (overrides ``steps``, ``grid``, ``t_end`` and ``sigma_min``).
-      t_end: where sampling stops (default ``sde.sampling_eps``; 0 on an interpolant, its target); 0 makes
+      t_end: where sampling stops (default ``sde.sampling_eps``; 0 on a flow, its target); 0 makes
         the last step return the denoised estimate ``E[x_0 | x]`` (a velocity model integrates onto 0).
       grid: ``"time_uniform"``, ``"logsnr_uniform"``, ``"karras"`` (with ``rho``) or
         ``"time_quadratic"``; default: the sampler's.
@@ -253,8 +253,10 @@ def _sample(key, model, sde, *, shape, sampler, steps, x_init, ts, t_end, grid, 
     if len(shape) < 2 or min(shape) < 1:
         raise ValueError(f"shape must be (batch, *data) with positive sizes, got shape={shape}.")
     dtype = jnp.dtype(jnp.result_type(float) if dtype is None else dtype)
-    if isinstance(sde, FlowProcess) and not sde.gaussian_source and x_init is None:
-        raise ValueError("a flow between two data laws has no prior to draw from: pass x_init (source samples).")
+    if isinstance(sde, FlowProcess):
+        if not sde.gaussian_source and x_init is None:
+            raise ValueError("a flow between two data laws has no prior to draw from: pass x_init (source samples).")
+        t_end = 0.0 if t_end is None else t_end  # a flow runs to its target
 
     if ts is not None:  # an explicit grid overrides steps, grid, t_end and sigma_min
         grid_np = check_grid(sde, ts)

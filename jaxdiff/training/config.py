@@ -18,6 +18,9 @@ import numpy as np
 from jaxdiff.training.data import DATASETS
 
 SDES = ("vpsde", "subvpsde", "vesde", "cosine_vpsde")
+OBJECTIVES = ("dsm", "flow_matching", "interpolant")
+FLOW_PATHS = ("linear", "brownian_bridge", "trig", "ot", "vp")
+FLOW_COUPLINGS = ("independent", "exact", "sinkhorn")
 MODELS = ("ncsnpp", "ddpm", "mlp")
 TIME_SAMPLING = ("uniform", "stratified", "low_discrepancy", "antithetic", "importance")
 OPTIMIZERS = ("adam", "adamw")
@@ -55,6 +58,16 @@ def default_config() -> ml_collections.ConfigDict:
     training.max_to_keep = 3  # jaxdiff: checkpoints kept
     training.sample_freq = 0  # jaxdiff: PNG grid every K steps (0: at each snapshot if snapshot_sampling)
     training.num_grid_samples = 64  # jaxdiff: images in a PNG grid
+    training.objective = "dsm"  # jaxdiff: "dsm" (score_sde), "flow_matching" or "interpolant" (velocity + noise)
+
+    # jaxdiff: the interpolant path of the flow objectives, from N(0, I) (t = 0) to the data (t = 1)
+    config.flow = flow = ml_collections.ConfigDict()
+    flow.path = "linear"  # linear (I-CFM / rectified flow), brownian_bridge, trig, ot (Lipman), vp
+    flow.sigma = 0.0  # the path's noise: linear σ, brownian_bridge σ√(t(1−t)) (√2: Albergo's γ = √(2t(1−t)))
+    flow.sigma_min = 1e-4  # the "ot" path's σ_min
+    flow.coupling = "independent"  # independent, exact (OT-CFM), sinkhorn (with flow.epsilon): on the global batch
+    flow.epsilon = 0.0  # Sinkhorn's ε (POT convention on the squared cost)
+    flow.t_eps = 0.0  # t ~ U[t_eps, 1 − t_eps] (the interpolant objective needs > 0: its score divides by c(t))
 
     config.sampling = sampling = ml_collections.ConfigDict()
     sampling.method = "pc"
@@ -232,6 +245,29 @@ def validate_config(config: Any, *, device_count: int | None = None) -> ml_colle
     positive("training.t_eps")
     need(_is_number(get("training.t_eps")) and get("training.t_eps") < 1, "training.t_eps", "must lie in (0, 1)")
 
+    objective = get("training.objective")
+    choice("training.objective", OBJECTIVES)
+    if objective in ("flow_matching", "interpolant"):
+        choice("flow.path", FLOW_PATHS)
+        nonnegative("flow.sigma")
+        v = get("flow.sigma_min")
+        need(_is_number(v) and 0 <= v < 1, "flow.sigma_min", "must lie in [0, 1)")
+        choice("flow.coupling", FLOW_COUPLINGS)
+        nonnegative("flow.epsilon")
+        if get("flow.coupling") == "sinkhorn":
+            positive("flow.epsilon")
+        v = get("flow.t_eps")
+        need(_is_number(v) and 0 <= v < 0.5, "flow.t_eps", "must lie in [0, 0.5)")
+        if objective == "interpolant":
+            need(get("flow.path") in ("linear", "brownian_bridge") and _is_number(get("flow.sigma"))
+                 and get("flow.sigma") > 0, "flow.sigma",
+                 "the interpolant objective needs a path with noise: flow.path 'linear' or 'brownian_bridge' with "
+                 "flow.sigma > 0")
+            need(_is_number(v) and v > 0, "flow.t_eps", "must be > 0 for the interpolant objective (score = −η/c(t))")
+        need(get("model.embedding_type") == "positional", "model.embedding_type",
+             "flow objectives condition on the flow time (0 at the source end): use 'positional' ('fourier' embeds log)")
+        need(not get("model.scale_by_sigma"), "model.scale_by_sigma", "is a VE score scaling; flows predict a velocity")
+
     choice("sampling.method", ("pc", "ode"))
     choice("sampling.predictor", ("euler_maruyama", "reverse_diffusion", "none"))
     choice("sampling.corrector", ("none", "langevin"))
@@ -325,7 +361,9 @@ def validate_config(config: Any, *, device_count: int | None = None) -> ml_colle
             resolutions = [size // 2**i for i in range(len(ch_mult))]
             need(all(r in resolutions for r in attn), "model.attn_resolutions",
                  f"must be among the U-Net's resolutions {resolutions}")
-    if get("training.sde") == "vesde":
+    if get("training.objective") != "dsm":
+        pass
+    elif get("training.sde") == "vesde":
         need(get("model.embedding_type") == "fourier" or name != "ncsnpp", "model.embedding_type",
              "score_sde's VE NCSN++ embeds log σ with 'fourier' (σ spans 1e-2..50)")
     else:
@@ -374,12 +412,41 @@ def build_sde(config: Any):
     return VESDE(m.sigma_min, m.sigma_max, **kw)
 
 
+def is_flow(config: Any) -> bool:
+    """Whether the config trains a flow objective (``training.objective`` other than ``"dsm"``)."""
+    return config.training.get("objective", "dsm") != "dsm"
+
+
+def build_interpolant(config: Any):
+    """The interpolant ``flow.*`` names (source ``N(0, I)`` at ``t = 0``, data at ``t = 1``)."""
+    from jaxdiff.paths import PATHS
+
+    f = config.flow
+    if f.path in ("linear", "brownian_bridge"):
+        return PATHS[f.path](f.sigma)
+    if f.path == "ot":
+        return PATHS["ot"](f.sigma_min)
+    return PATHS[f.path]()
+
+
+def build_path(config: Any):
+    """What the run's model moves along, as a process: the SDE of ``training.sde`` for ``dsm``, else the
+    interpolant read as a :class:`jaxdiff.paths.FlowProcess` (process time ``1 − t``; the one time edge)."""
+    if not is_flow(config):
+        return build_sde(config)
+    return build_interpolant(config).as_process(sampling_eps=config.sampling.eps)
+
+
 def build_parameterization(config: Any):
     """score_sde's continuous conventions: VP/sub-VP networks see ``999 t`` and predict ε
     (``score = −out/σ``); VE networks see ``σ(t)`` and predict the score, divided by ``σ`` if
-    ``model.scale_by_sigma``."""
+    ``model.scale_by_sigma``. Flow objectives: the network sees ``999 t_flow`` and predicts the flow velocity
+    (and, for ``interpolant``, the noise as a second output head)."""
     from jaxdiff.parameterization import Direct
 
+    if is_flow(config):
+        return Direct("flow_velocity", noise_input="flow_time_scaled",
+                      noise_head=config.training.objective == "interpolant")
     if config.training.sde == "vesde":
         return Direct("score", scale_by_sigma=bool(config.model.scale_by_sigma), noise_input="sigma")
     return Direct("eps", noise_input="t_scaled")
@@ -390,15 +457,16 @@ def build_network(config: Any):
     from jaxdiff.models import DDPM, NCSNpp, ScoreMLP
 
     m = config.model
+    heads = 2 if config.training.get("objective", "dsm") == "interpolant" else 1
     if m.name == "ncsnpp":
-        return NCSNpp(nf=m.nf, ch_mult=tuple(m.ch_mult), num_res_blocks=m.num_res_blocks,
+        return NCSNpp(out_heads=heads, nf=m.nf, ch_mult=tuple(m.ch_mult), num_res_blocks=m.num_res_blocks,
                       attn_resolutions=tuple(m.attn_resolutions), dropout=m.dropout, embedding_type=m.embedding_type,
                       fourier_scale=m.fourier_scale, progressive_input=m.progressive_input, fir=m.fir,
                       skip_rescale=m.skip_rescale, init_scale=m.init_scale, centered=config.data.centered)
     if m.name == "ddpm":
-        return DDPM(nf=m.nf, ch_mult=tuple(m.ch_mult), num_res_blocks=m.num_res_blocks,
+        return DDPM(out_heads=heads, nf=m.nf, ch_mult=tuple(m.ch_mult), num_res_blocks=m.num_res_blocks,
                     attn_resolutions=tuple(m.attn_resolutions), dropout=m.dropout, resamp_with_conv=m.resamp_with_conv)
-    return ScoreMLP(hidden=tuple(m.hidden), embedding_dim=m.embedding_dim, embedding_type=m.embedding_type,
+    return ScoreMLP(out_heads=heads, hidden=tuple(m.hidden), embedding_dim=m.embedding_dim, embedding_type=m.embedding_type,
                     fourier_scale=m.fourier_scale, init_scale=m.init_scale)
 
 
@@ -439,7 +507,7 @@ def sampler_settings(config: Any) -> tuple[str, dict]:
 
 # Fields that fix the shapes of the saved state or what the checkpoint means: resuming a workdir
 # with any of them changed is refused.
-STATE_FIELDS = ("training.sde", "data.dataset", "data.image_size", "data.num_channels", "data.centered",
+STATE_FIELDS = ("training.sde", "training.objective", "flow.", "data.dataset", "data.image_size", "data.num_channels", "data.centered",
                 "data.uniform_dequantization", "model.")
 
 
@@ -447,13 +515,17 @@ def incompatible_fields(saved: dict, current: dict) -> list[str]:
     """Keys (of :func:`flatten_config` dicts) whose values differ and which :data:`STATE_FIELDS` cover,
     except ``model.ema_rate``, ``model.ema_warmup``, ``model.dropout`` (training-only)."""
     keys = sorted(set(saved) | set(current))
+    defaults = flatten_config(default_config())  # a key a run saved before the schema had it: its default
+    flow_run = current.get("training.objective", "dsm") != "dsm"
     out = []
     for key in keys:
         if not any(key == f or (f.endswith(".") and key.startswith(f)) for f in STATE_FIELDS):
             continue
         if key in ("model.ema_rate", "model.ema_warmup", "model.dropout"):
             continue
-        a, b = saved.get(key, "<absent>"), current.get(key, "<absent>")
+        if key.startswith("flow.") and not flow_run:
+            continue
+        a, b = saved.get(key, defaults.get(key, "<absent>")), current.get(key, defaults.get(key, "<absent>"))
         if a != b:
             out.append(f"{key}: checkpoint has {a!r}, config has {b!r}")
     return out
@@ -463,8 +535,11 @@ __all__ = [
     "ConfigError",
     "build_network",
     "build_optimizer",
+    "build_interpolant",
     "build_parameterization",
+    "build_path",
     "build_sde",
+    "is_flow",
     "data_shape",
     "default_config",
     "flatten_config",

@@ -68,16 +68,47 @@ def init_params(network, shape: tuple[int, ...], key) -> Any:
 
 
 def make_loss_fn(config: Any, dataset: Dataset, sde, network, parameterization) -> Callable:
-    """``loss(params, key, batch_in_data_units)``: :func:`preprocess` (dequantization, flips) then
-    :func:`jaxdiff.dsm_loss` with score_sde's weighting (σ² or, with ``likelihood_weighting``, g²)
-    and reduction (mean over dimensions if ``reduce_mean`` else sum), mean over the batch."""
+    """``loss(params, key, batch)`` of the config's objective, mean over the batch.
+
+    ``dsm``: ``batch`` is data (data units); :func:`preprocess` (dequantization, flips) then
+    :func:`jaxdiff.dsm_loss` with score_sde's weighting (σ² or, with ``likelihood_weighting``, g²) and
+    reduction (mean over dimensions if ``reduce_mean`` else sum).
+    ``flow_matching`` / ``interpolant``: ``batch = (x0, x1)``, source noise and target data (data units),
+    already coupled on the global batch (:func:`make_flow_pairs`); the target is preprocessed, then
+    :func:`jaxdiff.flows.flow_matching_loss` / :func:`~jaxdiff.flows.interpolant_loss` (paired) on the
+    path of ``sde`` (a :class:`jaxdiff.paths.FlowProcess`), with the network read through the run's
+    parameterization — the same wrapper that samples.
+    """
+    t = config.training
+    model_key = config.model.dropout > 0
+    if C.is_flow(config):
+        from jaxdiff.flows.losses import flow_matching_loss, interpolant_loss
+
+        net = make_apply_fn(network)
+
+        def apply_fn(params, x, t_flow, key=None):  # the network's raw output(s) at flow time t_flow
+            return parameterization(net, params, sde, x, sde.process_time(t_flow), key=key)
+
+        if t.objective == "flow_matching":
+            core = flow_matching_loss(sde.path, apply_fn, coupling="paired", t_eps=config.flow.t_eps,
+                                      model_key=model_key)
+        else:
+            core = interpolant_loss(sde.path, apply_fn, coupling="paired", t_eps=config.flow.t_eps, heads="stacked",
+                                    model_key=model_key)
+
+        def flow_loss(params, key, batch):
+            k_data, k_loss = jax.random.split(key)
+            x0, x1 = batch
+            return core(params, k_loss, (x0, preprocess(dataset, k_data, x1)))
+
+        return flow_loss
+
     from jaxdiff.losses import dsm_loss
 
-    t = config.training
     dsm = dsm_loss(
         sde, make_apply_fn(network), parameterization=parameterization,
         weighting="likelihood" if t.likelihood_weighting else "sigma2",
-        time_sampling=t.time_sampling, reduce="mean" if t.reduce_mean else "sum", model_key=config.model.dropout > 0,
+        time_sampling=t.time_sampling, reduce="mean" if t.reduce_mean else "sum", model_key=model_key,
     )
 
     def loss(params, key, batch):
@@ -87,10 +118,44 @@ def make_loss_fn(config: Any, dataset: Dataset, sde, network, parameterization) 
     return loss
 
 
+def make_flow_pairs(config: Any, dataset: Dataset, *, process_index: int = 0, process_count: int = 1) -> Callable:
+    r"""``pairs(global_batch, step) -> (x0_rows, x1_rows)``: the source and target rows of this process for step
+    ``step``, coupled on the **global** batch.
+
+    Every process receives the whole global batch of target rows (data units) and draws the same global
+    source batch ``x0 ~ N(0, I)`` from ``(seed, step)`` on the host; ``flow.coupling`` ``exact`` (minibatch OT,
+    scipy's assignment) or ``sinkhorn`` (ott-jax, ``flow.epsilon``) pairs them on the host — deterministic, so
+    every process computes the same plan — on the target in model space before dequantization noise and
+    flips (drawn on device afterwards). Each process then keeps rows ``[p B/P, (p+1) B/P)``: 1 process and N
+    processes train on identical pairs.
+    """
+    from jaxdiff.flows.couplings import coupling_indices
+
+    f, batch = config.flow, config.training.batch_size
+    shape = C.data_shape(config)
+    local = batch // process_count
+    rows = slice(process_index * local, (process_index + 1) * local)
+    base_key = jax.random.fold_in(jax.random.key(config.seed), 0x0C0)
+
+    def pairs(target: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:
+        target = np.asarray(target)
+        source = np.random.default_rng([config.seed, int(step), 0x5EED]).standard_normal((batch, *shape),
+                                                                                          dtype=np.float32)
+        if f.coupling != "independent":
+            i, j = coupling_indices(jax.random.fold_in(base_key, int(step)), source, dataset.to_model(target),
+                                    f.coupling, epsilon=float(f.epsilon) or None)
+            source, target = source[np.asarray(i)], target[np.asarray(j)]
+        return source[rows], target[rows]
+
+    return pairs
+
+
 @dataclasses.dataclass
 class Run:
-    """A trained run: ``params`` is the EMA :class:`jaxdiff.ScoreModel` that
-    ``jaxdiff.sample(key, run.params, run.sde, shape=run.shape)`` needs; ``state`` the full TrainState."""
+    """A trained run of any family: ``params`` is the EMA model wrapper (:class:`jaxdiff.ScoreModel`) that
+    ``jaxdiff.sample(key, run.params, run.path, shape=(n, *run.shape))`` needs; ``path`` its process (a
+    diffusion's SDE, or a flow's :class:`jaxdiff.paths.FlowProcess`; ``run.sde`` is the same object);
+    ``state`` the full TrainState."""
 
     config: ml_collections.ConfigDict
     workdir: str
@@ -104,6 +169,11 @@ class Run:
     @property
     def shape(self) -> tuple[int, ...]:
         return C.data_shape(self.config)
+
+    @property
+    def path(self):
+        """The process the model moves along (``run.sde`` under its family-neutral name)."""
+        return self.sde
 
     @property
     def dataset(self) -> Dataset:
@@ -148,6 +218,13 @@ def _config_from_json(text: str) -> ml_collections.ConfigDict:
                 for k, v in d.items()}
 
     return ml_collections.ConfigDict(tuples(json.loads(text)))
+
+
+def _with_schema_defaults(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """A saved config completed with the schema's defaults for keys added since it was written."""
+    full = C.default_config()
+    full.update_from_flattened_dict({k: v for k, v in C._flatten(config).items() if k in C._flatten(full)})
+    return full
 
 
 def _write_json(path: str, obj: Any) -> None:
@@ -248,12 +325,13 @@ def train(config: Any, workdir: str, *, progress: bool = True, log: Callable[[st
     if is_main and not os.path.exists(os.path.join(workdir, "config.json")):
         _write_json(os.path.join(workdir, "config.json"), config.to_dict())
 
-    sde = C.build_sde(config)
+    sde = C.build_path(config)
     network = C.build_network(config)
     parameterization = C.build_parameterization(config)
     optimizer = C.build_optimizer(config)
     shape = C.data_shape(config)
     t = config.training
+    flow = C.is_flow(config)
 
     mesh = Mesh(np.asarray(jax.devices()), ("data",))
     replicated = NamedSharding(mesh, P())
@@ -267,8 +345,12 @@ def train(config: Any, workdir: str, *, progress: bool = True, log: Callable[[st
     abstract = jax.eval_shape(fresh_state)
     abstract = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated), abstract)
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=t.max_to_keep)
+    # Flows couple source and target on the global batch: every process reads all its rows (make_flow_pairs).
     stream = make_stream(dataset, global_batch=t.batch_size, seed=config.seed,
-                         process_index=jax.process_index(), process_count=jax.process_count())
+                         process_index=0 if flow else jax.process_index(),
+                         process_count=1 if flow else jax.process_count())
+    pairs = make_flow_pairs(config, dataset, process_index=jax.process_index(),
+                            process_count=jax.process_count()) if flow else None
     iterator = DataIterator(stream)
     start = ckpt.latest_step()
     if start is not None:
@@ -279,7 +361,8 @@ def train(config: Any, workdir: str, *, progress: bool = True, log: Callable[[st
         state = jax.jit(fresh_state, out_shardings=replicated)()
         start = 0
     n_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(abstract.params))
-    log(f"{config.model.name}: {n_params:,} parameters; {jax.device_count()} device(s), {jax.process_count()} "
+    what = f"{t.objective} on {type(sde.path).__name__}, coupling {config.flow.coupling}" if flow else t.sde
+    log(f"{config.model.name} ({what}): {n_params:,} parameters; {jax.device_count()} device(s), {jax.process_count()} "
         f"process(es); batch {t.batch_size}; steps {start} → {t.n_iters}")
 
     loss_fn = make_loss_fn(config, dataset, sde, network, parameterization)
@@ -287,7 +370,8 @@ def train(config: Any, workdir: str, *, progress: bool = True, log: Callable[[st
                                  ema_warmup=config.model.ema_warmup, mesh=mesh)
 
     def global_batch(local):
-        return jax.make_array_from_process_local_data(batch_sharding, np.asarray(local))
+        return jax.tree_util.tree_map(
+            lambda a: jax.make_array_from_process_local_data(batch_sharding, np.asarray(a)), local)
 
     def save(step_now: int) -> None:
         ckpt.save(step_now, state, {"data_iterator": iterator.get_state(), "step": step_now})
@@ -328,7 +412,8 @@ def train(config: Any, workdir: str, *, progress: bool = True, log: Callable[[st
 
     try:
         while step < t.n_iters:
-            batch = global_batch(next(iterator))
+            local = next(iterator)
+            batch = global_batch(pairs(local, step) if flow else local)
             state, metrics = train_step(state, batch)
             step += 1
             window.append((step, metrics))
@@ -389,8 +474,9 @@ def load_run(workdir: str, *, step: int | None = None) -> Run:
 
         return load_flow_run(workdir)
     config = _config_from_json(text)
+    config = _with_schema_defaults(config)
     C.validate_config(config)
-    sde = C.build_sde(config)
+    sde = C.build_path(config)
     network = C.build_network(config)
     parameterization = C.build_parameterization(config)
     optimizer = C.build_optimizer(config)
