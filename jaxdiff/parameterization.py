@@ -412,7 +412,7 @@ class FunctionModel(ModelWrapper):
             raise TypeError(f"score_fn must be callable score_fn(params, x, t), got {type(score_fn).__name__}.")
         V.check_choice("kind", kind, PREDICTION_KINDS)
         self.fn, self.params, self.kind, self.flow_time = fn, params, kind, bool(flow_time)
-        self.score_fn, self.score_flow_time = score_fn, bool(score_flow_time)
+        self.score_fn, self.score_flow_time = score_fn, bool(score_flow_time) and score_fn is not None
 
     @property
     def prediction(self) -> str:

@@ -52,6 +52,19 @@ def toy_args(workdir, n_iters, *extra):
             "--config.model.hidden=(32,32)", "--config.model.embedding_dim=16", *extra]
 
 
+FM_DIGITS = os.path.join(ROOT, "experiments", "configs", "fm_digits.py")
+
+
+def flow_args(workdir, n_iters, *extra):
+    """OT-CFM on digits (fm_digits.py: exact OT on the global batch) with a tiny U-Net, no evaluation."""
+    return [sys.executable, "-m", "experiments.train", f"--config={FM_DIGITS}", f"--workdir={workdir}",
+            "--progress=false", f"--config.training.n_iters={n_iters}", "--config.training.snapshot_freq=4",
+            "--config.training.log_freq=4", "--config.training.batch_size=16", "--config.training.sample_freq=0",
+            "--config.training.snapshot_sampling=false", "--config.eval.at_end=false", "--config.model.nf=8",
+            "--config.model.ch_mult=(1,2)", "--config.model.num_res_blocks=1", "--config.model.attn_resolutions=(4,)",
+            *extra]
+
+
 def final_params(workdir):
     """Params and EMA params of the latest checkpoint, restored in a subprocess-free way."""
     run = load_run(workdir)
@@ -184,6 +197,37 @@ def test_kill_during_training_then_restart_resumes_exactly(toy_reference, tmp_pa
     assert_same_leaves(final_params(workdir), final_params(toy_reference))
 
 
+@pytest.fixture(scope="module")
+def flow_reference(tmp_path_factory):
+    """An uninterrupted 12-step OT-CFM digits run in a subprocess."""
+    workdir = str(tmp_path_factory.mktemp("flow_ref"))
+    proc = _run(flow_args(workdir, 12))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "flow_matching on LinearInterpolant, coupling exact" in proc.stderr
+    return workdir
+
+
+def test_flow_job_killed_mid_run_restarts_to_the_same_parameters(flow_reference, tmp_path):
+    workdir = str(tmp_path / "flow_killed")
+    ckpts = os.path.join(workdir, "checkpoints")
+    proc = subprocess.Popen(flow_args(workdir, 12, "--config.training.snapshot_freq=1"), cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if os.path.isdir(ckpts) and sum(s.isdigit() for s in os.listdir(ckpts)) >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    restart = _run(flow_args(workdir, 12))
+    assert restart.returncode == 0 and "resumed" in restart.stderr, restart.stderr[-3000:]
+    assert_same_leaves(final_params(workdir), final_params(flow_reference))
+    run = load_run(workdir)  # the same kind of run as diffusion: EMA wrapper, its path, shape, step
+    assert run.step == 12 and run.shape == (8, 8, 1) and run.path is run.sde
+    assert type(run.path).__name__ == "FlowProcess" and run.params.prediction == "flow_velocity"
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -203,6 +247,22 @@ def test_two_processes_with_jax_distributed_equal_one_process(toy_reference, tmp
     assert "2 process(es)" in outs[0][1]
     ours, ref = final_params(workdir), final_params(toy_reference)
     for x, y in zip(ours, ref):  # a cross-process all-reduce may sum in another order
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-5)
+
+
+def test_two_process_ot_cfm_equals_one_process(flow_reference, tmp_path):
+    """Exact OT on the global batch: both processes compute the same plan and keep their rows."""
+    workdir = str(tmp_path / "flow_two")
+    port = _free_port()
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    procs = [subprocess.Popen(flow_args(workdir, 12, f"--coordinator=127.0.0.1:{port}", "--num_processes=2",
+                                        f"--process_id={i}"), cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    assert "2 process(es)" in outs[0][1]
+    for x, y in zip(final_params(workdir), final_params(flow_reference)):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-5)
 
 

@@ -89,7 +89,8 @@ def test_bad_optimizer_config(kwargs, fragment):
 
 def test_four_devices_equal_one_device():
     """In a subprocess with 4 simulated CPU devices: the same steps on a 4-device mesh and on a 1-device
-    mesh give the same loss and parameters (float32, to float tolerance)."""
+    mesh give the same loss and parameters (float32, to float tolerance) — for DSM and for an OT-CFM step
+    whose exact OT coupling runs inside the step on the global (sharded) batch."""
     script = textwrap.dedent("""
         import os
         os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
@@ -118,6 +119,23 @@ def test_four_devices_equal_one_device():
             results.append((losses, jax.tree_util.tree_map(np.asarray, state.params)))
         np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-5)
         for a, b in zip(jax.tree_util.tree_leaves(results[0][1]), jax.tree_util.tree_leaves(results[1][1])):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+        # OT-CFM: exact OT inside the step (pure_callback on the global batch) on 4 devices = 1 device
+        from jaxdiff.flows import flow_matching_loss
+        noise = jax.random.normal(jax.random.PRNGKey(5), data.shape, jnp.float32)
+        ot_loss = flow_matching_loss(jaxdiff.LinearInterpolant(0.0),
+                                     lambda p, x, t: net.apply({"params": p}, x, 999.0 * t), coupling="exact")
+        flow_results = []
+        for devices in (jax.devices()[:1], jax.devices()):
+            mesh = Mesh(np.array(devices), ("data",))
+            step = make_train_step(ot_loss, opt, ema_rate=0.9, mesh=mesh)
+            state = create_train_state(params, opt, jax.random.PRNGKey(2))
+            for i in range(6):
+                rows = slice((i % 4) * 64, (i % 4) * 64 + 64)
+                state, m = step(state, (noise[rows], data[rows]))
+            flow_results.append((float(m["loss"]), jax.tree_util.tree_map(np.asarray, state.params)))
+        np.testing.assert_allclose(flow_results[0][0], flow_results[1][0], rtol=1e-5)
+        for a, b in zip(jax.tree_util.tree_leaves(flow_results[0][1]), jax.tree_util.tree_leaves(flow_results[1][1])):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
         print("OK", results[1][0][-1])
     """)

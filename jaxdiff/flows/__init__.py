@@ -25,19 +25,6 @@ from jaxdiff.flows.neural_ot import (
     train_entropic_neural_ot,
     train_neural_ot,
 )
-from jaxdiff.likelihood import flow_log_likelihood
-from jaxdiff.paths import (
-    PATHS,
-    BrownianBridge,
-    Interpolant,
-    LinearInterpolant,
-    OTPath,
-    StochasticInterpolant,
-    TrigInterpolant,
-    VPInterpolant,
-)
-from jaxdiff.sampling import sample_flow, translate
-
 from jaxdiff.flows.training import (
     distill_one_step,
     fit,
@@ -50,6 +37,18 @@ from jaxdiff.flows.training import (
     train_flow_matching,
     train_rectified_flow,
 )
+from jaxdiff.likelihood import flow_log_likelihood
+from jaxdiff.paths import (
+    PATHS,
+    BrownianBridge,
+    Interpolant,
+    LinearInterpolant,
+    OTPath,
+    StochasticInterpolant,
+    TrigInterpolant,
+    VPInterpolant,
+)
+from jaxdiff.sampling import sample_flow, translate
 
 # The samplers the pre-unification flow module had (every name of jaxdiff.samplers() now runs on a flow).
 FLOW_SAMPLERS = ("ode_euler", "ode_heun", "ode_midpoint", "ode_adaptive", "euler_maruyama")
