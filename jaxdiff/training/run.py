@@ -181,30 +181,36 @@ class Run:
             self._dataset = load_dataset(self.config.data)
         return self._dataset
 
-    def sample(self, key, num: int, *, batch_size: int | None = None, **overrides) -> np.ndarray:
+    def sample(self, key, num: int, *, batch_size: int | None = None, return_nfe: bool = False,
+               **overrides) -> np.ndarray:
         """``num`` samples in model space with the config's sampler (``overrides`` to ``jaxdiff.sample``)."""
-        return draw_samples(self.config, self.params, self.sde, key, num, batch_size=batch_size, **overrides)
+        return draw_samples(self.config, self.params, self.sde, key, num, batch_size=batch_size,
+                            return_nfe=return_nfe, **overrides)
 
     def sample_data_units(self, key, num: int, **kw) -> np.ndarray:
         """Samples in the data's own units (digit levels 0..16, CIFAR pixels 0..255, toy coordinates)."""
         return self.dataset.to_data_units(self.sample(key, num, **kw))
 
 
-def draw_samples(config, score_model, sde, key, num: int, *, batch_size: int | None = None, **overrides) -> np.ndarray:
-    """``num`` samples (model space, numpy) in batches of ``batch_size`` (default ``eval.batch_size``)."""
+def draw_samples(config, score_model, sde, key, num: int, *, batch_size: int | None = None, return_nfe: bool = False,
+                 **overrides):
+    """``num`` samples (model space, numpy) in batches of ``batch_size`` (default ``eval.batch_size``); with
+    ``return_nfe`` also the mean number of network evaluations per sample path."""
     from jaxdiff.sampling import sample
 
     name, options = C.sampler_settings(config)
     options.update(overrides)
     shape = C.data_shape(config)
     batch_size = int(batch_size or config.eval.batch_size)
-    out = []
+    out, nfes = [], []
     for i, k in enumerate(jax.random.split(key, math.ceil(num / batch_size))):
         n = min(batch_size, num - i * batch_size)
         # one compiled program per distinct batch size: pad the last batch instead of recompiling
-        x = sample(k, score_model, sde, shape=(batch_size, *shape), sampler=name, **options)
+        x, info = sample(k, score_model, sde, shape=(batch_size, *shape), sampler=name, return_info=True, **options)
         out.append(np.asarray(x)[:n])
-    return np.concatenate(out)
+        nfes.append(float(info["nfe"]))
+    samples = np.concatenate(out)
+    return (samples, float(np.mean(nfes))) if return_nfe else samples
 
 
 # --------------------------------------------------------------------------------------------------
@@ -540,9 +546,12 @@ def evaluate_run(run: Run, *, log: Callable[[str], None] | None = None, write: b
 
     t1 = time.time()
     num = int(e.num_samples)
-    samples = run.sample_data_units(k_sample, num)
+    model_samples, nfe = run.sample(k_sample, num, return_nfe=True)
+    samples = dataset.to_data_units(model_samples)
     out["num_samples"] = num
     out["sampler"] = C.sampler_settings(config)[0]
+    out["sampler_nfe"] = nfe
+    out["sampling_seconds"] = time.time() - t1
     if dataset.name == "digits":
         from jaxdiff.metrics import digits_frechet_distance
 
