@@ -228,6 +228,39 @@ def test_flow_job_killed_mid_run_restarts_to_the_same_parameters(flow_reference,
     assert type(run.path).__name__ == "FlowProcess" and run.params.prediction == "flow_velocity"
 
 
+RF_STAGES = ("--config.training.objective=flow_matching", "--config.flow.reflow_rounds=2", "--config.flow.distill=true",
+             "--config.flow.reflow_pairs=256", "--config.flow.reflow_sampler=ode_euler", "--config.flow.reflow_steps=4",
+             "--config.eval.batch_size=256")
+
+
+def test_rectified_flow_stages_killed_mid_reflow_restart_to_the_same_parameters(tmp_path):
+    """k-rectified flow as stages of the one job (flow → reflow → distill, 8 steps each on the toy ring): a kill
+    inside the reflow stage, whose teacher is in the checkpoint and whose pairs are rebuilt from it, resumes
+    to the uninterrupted run's parameters bit for bit."""
+    reference = str(tmp_path / "rf_ref")
+    proc = _run(toy_args(reference, 8, *RF_STAGES))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "stages flow → reflow → distill" in proc.stderr and "stage 2/3 (reflow)" in proc.stderr
+    workdir = str(tmp_path / "rf_killed")
+    ckpts = os.path.join(workdir, "checkpoints")
+    proc = subprocess.Popen(toy_args(workdir, 8, *RF_STAGES, "--config.training.snapshot_freq=1"), cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        done = [int(s) for s in os.listdir(ckpts) if s.isdigit()] if os.path.isdir(ckpts) else []
+        if done and max(done) >= 11:  # inside the reflow stage (steps 9..16)
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    restart = _run(toy_args(workdir, 8, *RF_STAGES))
+    assert restart.returncode == 0 and "resumed" in restart.stderr, restart.stderr[-3000:]
+    assert_same_leaves(final_params(workdir), final_params(reference))
+    run = load_run(workdir)
+    assert run.step == 24 and run.config.flow.distill
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -108,6 +108,24 @@ def test_every_sampler_runs_on_a_flow_with_an_exact_velocity():
         assert int(info["nfe"]) >= 1
 
 
+def test_ddim_on_the_linear_flow_is_euler():
+    """On x_t = (1 − t) z + t x the DDIM update is exactly an Euler step of the flow ODE (Liu et al.; both are
+    exact for straight paths), so through the process view the two samplers agree to rounding on any grid."""
+    target = GaussianMixture.ring(5, 2.0, 0.3)
+    source = GaussianMixture.gaussian(jnp.zeros(2), jnp.ones(2))
+    path = LinearInterpolant(0.0)
+    v = lambda p, x, t: source.interpolant_velocity(target, path, x, t)  # noqa: E731
+    x0 = jax.random.normal(jax.random.PRNGKey(3), (64, 2))
+    for grid in ("time_uniform", "karras"):
+        euler = jaxdiff.sample(jax.random.PRNGKey(0), None, path, x_init=x0, velocity_fn=v, sampler="ode_euler",
+                               steps=7, grid=grid)
+        ddim = jaxdiff.sample(jax.random.PRNGKey(0), None, path, x_init=x0, velocity_fn=v, sampler="ddim", steps=7,
+                              grid=grid)
+        np.testing.assert_allclose(ddim, euler, rtol=1e-9, atol=1e-9)
+    far = jaxdiff.sample(jax.random.PRNGKey(0), None, path, x_init=x0, velocity_fn=v, sampler="ode_heun", steps=7)
+    assert float(jnp.max(jnp.abs(far - euler))) > 1e-3
+
+
 def test_a_sample_call_with_the_same_function_compiles_once():
     traces = []
 

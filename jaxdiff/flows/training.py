@@ -2,8 +2,9 @@ r"""Training loops for flows and bridges on samplers or pair pools: flow matchin
 coupling), stochastic interpolants (velocity + score), rectified flow with reflow, one-step
 distillation, and Diffusion Schrödinger Bridge Matching (iterative Markovian fitting, Shi et al. 2023).
 
-All loops are ``optax`` steps under ``lax.scan`` in chunks (one compile per chunk length), with the
-batch drawn inside the compiled program from a traceable ``draw_batch(key) -> (x0, x1)``.
+All loops run jaxdiff's one train step (:func:`jaxdiff.training.make_train_step`) with ``chunk`` steps per
+dispatch (one compile per chunk length), the batch drawn inside the compiled program from a traceable
+``draw_batch(key) -> (x0, x1)`` or a pool of pairs.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from jaxdiff import _validation as V
 from jaxdiff.flows.losses import bridge_matching_loss, distillation_loss, flow_matching_loss, interpolant_loss
@@ -72,54 +72,65 @@ def fit(key: Array, loss_fn: Callable, params: Any, draw_batch: Any, *, steps: i
         warmup: int = 0, grad_clip: float = 0.0, ema_rate: float | None = None, chunk: int = 1000,
         return_losses: bool = False):
     r"""Minimize ``loss_fn(params, key, batch)`` for ``steps`` Adam steps (lr ``lr`` after a linear
-    ``warmup``; global-norm clipping when ``grad_clip > 0``), ``batch = draw_batch(key')`` — or, for
-    ``draw_batch = (draw, data)`` as :func:`pool_sampler` returns, ``draw(key', data)`` with ``data`` an
-    argument of the compiled chunk (so it is compiled once per shape). Returns the parameters (their EMA
+    ``warmup``; global-norm clipping when ``grad_clip > 0``) with jaxdiff's one train step
+    (:func:`jaxdiff.training.make_train_step`, ``chunk`` steps per dispatch), ``batch = draw_batch(key')`` —
+    or, for ``draw_batch = (draw, data)`` as :func:`pool_sampler` returns, ``draw(key', data)`` with ``data`` an
+    argument of the compiled step (so it is compiled once per shape). Returns the parameters (their EMA
     of rate ``ema_rate`` when given), and with ``return_losses`` the mean loss of every chunk."""
+    from jaxdiff.training.step import create_train_state
+
     V.check_int_at_least("steps", steps, 1)
     V.check_int_at_least("chunk", chunk, 1)
     if ema_rate is not None and not 0.0 <= ema_rate < 1.0:
         raise ValueError(f"ema_rate must be None or lie in [0, 1), got ema_rate={ema_rate!r}.")
     draw, data = draw_batch if isinstance(draw_batch, tuple) else (draw_batch, None)
-    run_chunk, optimizer = _chunk_runner(loss_fn, draw, float(lr), int(warmup), float(grad_clip), ema_rate)
-    state = (params, jax.tree_util.tree_map(jnp.copy, params), optimizer.init(params))
-
+    optimizer = _optimizer(float(lr), int(warmup), float(grad_clip))
+    key, k_state = jax.random.split(key)
+    state = create_train_state(params, optimizer, k_state)
     losses = []
     done = 0
     while done < steps:
         n = min(chunk, steps - done)
-        key, sub = jax.random.split(key)
-        state, mean_loss = run_chunk(state, jax.random.split(sub, n), data)
-        losses.append(float(mean_loss))
+        step = _train_step(loss_fn, draw if data is not None else _KeyOnly(draw), float(lr), int(warmup),
+                           float(grad_clip), 0.0 if ema_rate is None else float(ema_rate), n)
+        state, metrics = step(state, data)
+        losses.append(float(metrics["loss"]))
         done += n
     if not np.isfinite(losses[-1]):
         raise FloatingPointError(f"training diverged: mean loss of the last chunk is {losses[-1]}.")
-    out = state[1] if ema_rate is not None else state[0]
+    out = state.ema_params if ema_rate is not None else state.params
     return (out, losses) if return_losses else out
 
 
+class _KeyOnly:
+    """``draw(key, data)`` for a traceable sampler ``draw(key)`` (hashable by the sampler it wraps)."""
+
+    def __init__(self, draw):
+        self.draw = draw
+
+    def __call__(self, key, data):
+        return self.draw(key)
+
+    def __hash__(self):
+        return hash(("key_only", self.draw))
+
+    def __eq__(self, other):
+        return isinstance(other, _KeyOnly) and other.draw == self.draw
+
+
 @functools.lru_cache(maxsize=64)
-def _chunk_runner(loss_fn, draw, lr, warmup, grad_clip, ema_rate):
-    """The compiled ``scan`` of training steps for one (loss, batch drawer, optimizer) combination."""
-    optimizer = make_optimizer(lr, warmup=warmup, grad_clip=grad_clip)
+def _optimizer(lr, warmup, grad_clip):
+    return make_optimizer(lr, warmup=warmup, grad_clip=grad_clip)
 
-    def one_step(carry, step_key, data):
-        p, ema, opt_state = carry
-        k_batch, k_loss = jax.random.split(step_key)
-        batch = draw(k_batch) if data is None else draw(k_batch, data)
-        loss, grads = jax.value_and_grad(loss_fn)(p, k_loss, batch)
-        updates, opt_state = optimizer.update(grads, opt_state, p)
-        p = optax.apply_updates(p, updates)
-        if ema_rate is not None:
-            ema = jax.tree_util.tree_map(lambda e, q: ema_rate * e + (1.0 - ema_rate) * q, ema, p)
-        return (p, ema, opt_state), loss
 
-    @jax.jit
-    def run_chunk(carry, keys, data):
-        carry, losses = jax.lax.scan(lambda c, k: one_step(c, k, data), carry, keys)
-        return carry, jnp.mean(losses)
+@functools.lru_cache(maxsize=64)
+def _train_step(loss_fn, draw, lr, warmup, grad_clip, ema_rate, steps_per_call):
+    """The compiled step for one (loss, batch drawer, optimizer, chunk) combination: DSBM's iterations and
+    reflow rounds reuse it."""
+    from jaxdiff.training.step import make_train_step
 
-    return run_chunk, optimizer
+    return make_train_step(loss_fn, _optimizer(lr, warmup, grad_clip), ema_rate=ema_rate,
+                           steps_per_call=steps_per_call, draw_batch=draw, donate=False)
 
 
 def _data_shape(sample: Sampler) -> tuple[int, ...]:

@@ -68,6 +68,14 @@ def default_config() -> ml_collections.ConfigDict:
     flow.coupling = "independent"  # independent, exact (OT-CFM), sinkhorn (with flow.epsilon): on the global batch
     flow.epsilon = 0.0  # Sinkhorn's ε (POT convention on the squared cost)
     flow.t_eps = 0.0  # t ~ U[t_eps, 1 − t_eps] (the interpolant objective needs > 0: its score divides by c(t))
+    # k-rectified flow as stages of the same job (training.n_iters steps each): stage 1 flow matching on (noise,
+    # data); each reflow stage trains, warm-started, on reflow_pairs pairs (z, Z₁(z)) of the previous stage's EMA
+    # model's ODE (flow.reflow_sampler, reflow_steps); distill adds a stage fitting one Euler step to those pairs.
+    flow.reflow_rounds = 1
+    flow.reflow_pairs = 10000
+    flow.reflow_sampler = "ode_adaptive"
+    flow.reflow_steps = 16
+    flow.distill = False
 
     config.sampling = sampling = ml_collections.ConfigDict()
     sampling.method = "pc"
@@ -264,6 +272,14 @@ def validate_config(config: Any, *, device_count: int | None = None) -> ml_colle
                  "the interpolant objective needs a path with noise: flow.path 'linear' or 'brownian_bridge' with "
                  "flow.sigma > 0")
             need(_is_number(v) and v > 0, "flow.t_eps", "must be > 0 for the interpolant objective (score = −η/c(t))")
+        integer("flow.reflow_rounds", 1)
+        integer("flow.reflow_pairs", 1)
+        integer("flow.reflow_steps", 1)
+        choice("flow.reflow_sampler", ("ode_euler", "ode_heun", "ode_midpoint", "ode_adaptive"))
+        if get("flow.reflow_rounds") != 1 or get("flow.distill"):
+            need(objective == "flow_matching" and get("flow.path") == "linear" and get("flow.sigma") == 0,
+                 "flow.reflow_rounds", "reflow and distillation are rectified flow's: training.objective="
+                 "'flow_matching', flow.path='linear', flow.sigma=0")
         need(get("model.embedding_type") == "positional", "model.embedding_type",
              "flow objectives condition on the flow time (0 at the source end): use 'positional' ('fourier' embeds log)")
         need(not get("model.scale_by_sigma"), "model.scale_by_sigma", "is a VE score scaling; flows predict a velocity")
@@ -485,10 +501,22 @@ def build_optimizer(config: Any):
                           weight_decay=o.weight_decay, optimizer=o.optimizer.lower())
 
 
+def stages(config: Any) -> list[str]:
+    """The stages of the run, ``training.n_iters`` steps each: ``["dsm"]``, ``["flow"]``, or rectified flow's
+    ``["flow", "reflow", ..., ("distill")]``."""
+    if not is_flow(config):
+        return ["dsm"]
+    f = config.flow
+    return ["flow"] + ["reflow"] * (f.reflow_rounds - 1) + (["distill"] if f.distill else [])
+
+
 def sampler_settings(config: Any) -> tuple[str, dict]:
     """``(sampler, options)`` for :func:`jaxdiff.sample` from ``sampling.*``: ``method='ode'`` →
     ``ode_adaptive``; ``pc`` with Euler–Maruyama and no corrector → ``euler_maruyama``; reverse diffusion
-    (+ Langevin, ``snr``, ``n_steps_each``) → ``pc``. ``sampling.sampler`` overrides."""
+    (+ Langevin, ``snr``, ``n_steps_each``) → ``pc``. ``sampling.sampler`` overrides. A distilled rectified flow
+    samples with its one Euler step."""
+    if is_flow(config) and config.flow.get("distill", False):
+        return "ode_euler", {"steps": 1}
     s = config.sampling
     steps = s.steps or config.model.num_scales
     options: dict = {"steps": steps}
@@ -540,6 +568,7 @@ __all__ = [
     "build_path",
     "build_sde",
     "is_flow",
+    "stages",
     "data_shape",
     "default_config",
     "flatten_config",

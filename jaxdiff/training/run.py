@@ -150,6 +150,55 @@ def make_flow_pairs(config: Any, dataset: Dataset, *, process_index: int = 0, pr
     return pairs
 
 
+def make_pair_loss_fn(config: Any, sde, network, parameterization, *, distill: bool = False) -> Callable:
+    """The loss of a reflow stage (flow matching on the fixed pairs ``(z, Z₁(z))``, model space) or of the
+    distillation stage (``x₀ + v(x₀, 0) ≈ x₁``), with the run's network read through its parameterization."""
+    from jaxdiff.flows.losses import distillation_loss, flow_matching_loss
+
+    net = make_apply_fn(network)
+
+    def apply_fn(params, x, t_flow, key=None):
+        return parameterization(net, params, sde, x, sde.process_time(t_flow), key=key)
+
+    if distill:
+        return distillation_loss(apply_fn)
+    return flow_matching_loss(sde.path, apply_fn, coupling="paired", t_eps=config.flow.t_eps)
+
+
+def reflow_pool(config: Any, sde, teacher, stage: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(z, Z₁(z))``: ``flow.reflow_pairs`` source draws (seeded by the stage) carried to the data end by the
+    teacher's ODE — Liu et al.'s reflow coupling, the same on every process and after every resume."""
+    from jaxdiff.sampling import sample
+
+    f = config.flow
+    shape = C.data_shape(config)
+    key = jax.random.fold_in(jax.random.key(config.seed), 1000 + stage)
+    k_src, k_ode = jax.random.split(key)
+    z = np.asarray(jax.random.normal(k_src, (f.reflow_pairs, *shape), jnp.float32))
+    batch = int(config.eval.batch_size)
+    options = {"steps": f.reflow_steps}
+    out = []
+    for i in range(0, f.reflow_pairs, batch):
+        chunk = z[i: i + batch]
+        padded = np.concatenate([chunk, np.zeros((batch - len(chunk), *shape), np.float32)]) if len(chunk) < batch \
+            else chunk  # one compiled program for every chunk
+        x1 = sample(jax.random.fold_in(k_ode, i), teacher, sde, x_init=jnp.asarray(padded),
+                    sampler=f.reflow_sampler, **options)
+        out.append(np.asarray(x1)[: len(chunk)])
+    return z, np.concatenate(out)
+
+
+def pool_batch(config: Any, pool, step: int, process_index: int, process_count: int):
+    """This process's rows of the global batch of step ``step``: uniform draws (with replacement) from the
+    pool, seeded by ``(seed, step)`` — identical on every process and on resume."""
+    z, x1 = pool
+    batch = config.training.batch_size
+    idx = np.random.default_rng([config.seed, int(step), 0x7EF0]).integers(0, len(z), batch)
+    local = batch // process_count
+    rows = idx[process_index * local: (process_index + 1) * local]
+    return z[rows], x1[rows]
+
+
 @dataclasses.dataclass
 class Run:
     """A trained run of any family: ``params`` is the EMA model wrapper (:class:`jaxdiff.ScoreModel`) that
@@ -348,8 +397,16 @@ def train(config: Any, workdir: str, *, progress: bool = True, log: Callable[[st
     def fresh_state():
         return create_train_state(init_params(network, shape, k_init), optimizer, k_train)
 
-    abstract = jax.eval_shape(fresh_state)
-    abstract = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated), abstract)
+    run_stages = C.stages(config)
+    total = t.n_iters * len(run_stages)
+    staged = len(run_stages) > 1  # the checkpoint then also holds the current stage's teacher
+
+    def pack(state_, teacher_):
+        return {"train": state_, "teacher": teacher_} if staged else state_
+
+    abstract_state = jax.eval_shape(fresh_state)
+    abstract = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated),
+                                      pack(abstract_state, abstract_state.params))
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=t.max_to_keep)
     # Flows couple source and target on the global batch: every process reads all its rows (make_flow_pairs).
     stream = make_stream(dataset, global_batch=t.batch_size, seed=config.seed,
@@ -360,27 +417,40 @@ def train(config: Any, workdir: str, *, progress: bool = True, log: Callable[[st
     iterator = DataIterator(stream)
     start = ckpt.latest_step()
     if start is not None:
-        state, meta = ckpt.restore(abstract)
+        restored, meta = ckpt.restore(abstract)
+        state, teacher = (restored["train"], restored["teacher"]) if staged else (restored, None)
         iterator.set_state(meta["data_iterator"])
         log(f"resumed {workdir} from checkpoint step {start}")
     else:
         state = jax.jit(fresh_state, out_shardings=replicated)()
+        teacher = jax.tree_util.tree_map(jnp.copy, state.params) if staged else None  # (the step donates state)
         start = 0
-    n_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(abstract.params))
+    n_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(abstract_state.params))
     what = f"{t.objective} on {type(sde.path).__name__}, coupling {config.flow.coupling}" if flow else t.sde
     log(f"{config.model.name} ({what}): {n_params:,} parameters; {jax.device_count()} device(s), {jax.process_count()} "
-        f"process(es); batch {t.batch_size}; steps {start} → {t.n_iters}")
+        f"process(es); batch {t.batch_size}; steps {start} → {total}"
+        + (f" (stages {' → '.join(run_stages)}, {t.n_iters} steps each)" if staged else ""))
 
-    loss_fn = make_loss_fn(config, dataset, sde, network, parameterization)
-    train_step = make_train_step(loss_fn, optimizer, ema_rate=config.model.ema_rate,
-                                 ema_warmup=config.model.ema_warmup, mesh=mesh)
+    step_fns: dict[str, Callable] = {}
+
+    def stage_step(kind: str) -> Callable:
+        if kind not in step_fns:
+            if kind in ("dsm", "flow"):
+                loss_fn = make_loss_fn(config, dataset, sde, network, parameterization)
+            else:
+                loss_fn = make_pair_loss_fn(config, sde, network, parameterization, distill=kind == "distill")
+            step_fns[kind] = make_train_step(loss_fn, optimizer, ema_rate=config.model.ema_rate,
+                                             ema_warmup=config.model.ema_warmup, mesh=mesh)
+        return step_fns[kind]
+
+    pool, pool_stage = None, None
 
     def global_batch(local):
         return jax.tree_util.tree_map(
             lambda a: jax.make_array_from_process_local_data(batch_sharding, np.asarray(a)), local)
 
     def save(step_now: int) -> None:
-        ckpt.save(step_now, state, {"data_iterator": iterator.get_state(), "step": step_now})
+        ckpt.save(step_now, pack(state, teacher), {"data_iterator": iterator.get_state(), "step": step_now})
 
     def sample_grid(step_now: int) -> None:
         if not is_main:
@@ -393,7 +463,7 @@ def train(config: Any, workdir: str, *, progress: bool = True, log: Callable[[st
         log(f"\nwrote {path}")
 
     metrics_path = os.path.join(workdir, "metrics.jsonl")
-    bar = _Progress(t.n_iters, start, progress and is_main)
+    bar = _Progress(total, start, progress and is_main)
     window: list[tuple[int, Any]] = []
     last_good = start
     step = start
@@ -417,13 +487,26 @@ def train(config: Any, workdir: str, *, progress: bool = True, log: Callable[[st
         return {k: float(v) for k, v in last.items()} if last else {}
 
     try:
-        while step < t.n_iters:
-            local = next(iterator)
-            batch = global_batch(pairs(local, step) if flow else local)
-            state, metrics = train_step(state, batch)
+        while step < total:
+            index = min(step // t.n_iters, len(run_stages) - 1)
+            kind = run_stages[index]
+            if kind in ("dsm", "flow"):
+                local = next(iterator)
+                batch = global_batch(pairs(local, step) if flow else local)
+            else:
+                if step == index * t.n_iters:  # entering the stage: the teacher is the last stage's EMA model
+                    teacher = jax.tree_util.tree_map(jnp.copy, state.ema_params)
+                if pool_stage != index:  # (re)made from the teacher, deterministically: a resume rebuilds it
+                    log(f"stage {index + 1}/{len(run_stages)} ({kind}): {config.flow.reflow_pairs} pairs from the "
+                        f"previous stage's ODE ({config.flow.reflow_sampler})")
+                    pool = reflow_pool(config, sde, _score_model(network, parameterization, _local_copy(teacher)),
+                                       index)
+                    pool_stage = index
+                batch = global_batch(pool_batch(config, pool, step, jax.process_index(), jax.process_count()))
+            state, metrics = stage_step(kind)(state, batch)
             step += 1
             window.append((step, metrics))
-            snapshot = step % t.snapshot_freq == 0 or step == t.n_iters
+            snapshot = step % t.snapshot_freq == 0 or step == total
             if step % t.log_freq == 0 or snapshot:
                 last = check_window()
                 rate = bar.update(step, last["loss"])
@@ -433,9 +516,9 @@ def train(config: Any, workdir: str, *, progress: bool = True, log: Callable[[st
             if snapshot:
                 save(step)
                 last_good = step
-            if is_main and sample_every and (step % sample_every == 0 or step == t.n_iters):
+            if is_main and sample_every and (step % sample_every == 0 or step == total):
                 sample_grid(step)
-        if start == t.n_iters and not ckpt.all_steps():
+        if start == total and not ckpt.all_steps():
             save(step)
     finally:
         ckpt.close()
@@ -444,7 +527,7 @@ def train(config: Any, workdir: str, *, progress: bool = True, log: Callable[[st
     run = Run(config=config, workdir=workdir, sde=sde,
               params=_score_model(network, parameterization, _local_copy(state.ema_params)),
               network=network, step=step, state=state, _dataset=dataset)
-    if config.eval.at_end and is_main and (start < t.n_iters or not os.path.exists(os.path.join(workdir, "eval.json"))):
+    if config.eval.at_end and is_main and (start < total or not os.path.exists(os.path.join(workdir, "eval.json"))):
         evaluate_run(run, log=log)
     return run
 
@@ -496,7 +579,12 @@ def load_run(workdir: str, *, step: int | None = None) -> Run:
     try:
         if ckpt.latest_step() is None:
             raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}.")
-        state, meta = ckpt.restore(jax.eval_shape(fresh_state), step)
+        abstract = jax.eval_shape(fresh_state)
+        if len(C.stages(config)) > 1:  # a staged run's checkpoint also holds the stage's teacher
+            restored, meta = ckpt.restore({"train": abstract, "teacher": abstract.params}, step)
+            state = restored["train"]
+        else:
+            state, meta = ckpt.restore(abstract, step)
     finally:
         ckpt.close()
     return Run(config=config, workdir=workdir, sde=sde, params=_score_model(network, parameterization, state.ema_params),

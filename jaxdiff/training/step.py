@@ -94,11 +94,15 @@ def make_train_step(
     ema_warmup: bool = False,
     mesh: Mesh | None = None,
     donate: bool = True,
+    steps_per_call: int = 1,
+    draw_batch: Callable[[Array, Any], Any] | None = None,
 ) -> Callable[[TrainState, Any], tuple[TrainState, dict]]:
-    """A jitted ``train_step(state, batch) -> (state, {"loss", "grad_norm"})``.
+    """A jitted ``train_step(state, batch) -> (state, {"loss", "grad_norm"})``: the one train step of jaxdiff
+    (the main job, and every training loop of :mod:`jaxdiff.flows` through :func:`jaxdiff.flows.fit`).
 
     Args:
-      loss_fn: ``loss_fn(params, key, batch) -> scalar`` (e.g. :func:`jaxdiff.dsm_loss`).
+      loss_fn: ``loss_fn(params, key, batch) -> scalar`` (e.g. :func:`jaxdiff.dsm_loss`,
+        :func:`jaxdiff.flows.flow_matching_loss`).
       optimizer: an optax transformation (:func:`make_optimizer`).
       ema_rate: EMA decay ``r`` in ``ema ← r ema + (1 − r) params``.
       ema_warmup: use ``r_k = min(r, (1 + k)/(10 + k))`` at step ``k`` (the EMA of a short run then
@@ -106,11 +110,19 @@ def make_train_step(
       mesh: a mesh with a ``"data"`` axis; the batch's leading axis is sharded over it and the state
         replicated. ``None``: no sharding constraints.
       donate: donate the input state's buffers (the caller must not reuse the old state).
+      steps_per_call: ``n > 1`` runs ``n`` optimizer steps per call under ``lax.scan`` (one dispatch: what
+        small models need); the metrics are then the mean loss and the last gradient norm. Without
+        ``draw_batch`` the batch argument stacks ``n`` batches on a leading axis.
+      draw_batch: ``draw_batch(key, data) -> batch``: each step draws its batch inside the program from the
+        state's key and the call's ``data`` argument (a pool of pairs, or None for traceable samplers).
     """
     if not 0.0 <= ema_rate < 1.0:
         raise ValueError(f"ema_rate must lie in [0, 1), got ema_rate={ema_rate!r}.")
+    V.check_int_at_least("steps_per_call", steps_per_call, 1)
+    if draw_batch is not None and not callable(draw_batch):
+        raise TypeError(f"draw_batch must be callable draw_batch(key, data), got {type(draw_batch).__name__}.")
 
-    def step(state: TrainState, batch):
+    def one_step(state: TrainState, batch):
         rng, key = jax.random.split(state.rng)
         loss, grads = jax.value_and_grad(loss_fn)(state.params, key, batch)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
@@ -123,16 +135,30 @@ def make_train_step(
         new = TrainState(step=state.step + 1, params=params, ema_params=ema, opt_state=opt_state, rng=rng)
         return new, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
 
+    def drawn_step(state: TrainState, data):
+        rng, k_batch = jax.random.split(state.rng)
+        return one_step(state.replace(rng=rng), draw_batch(k_batch, data))
+
+    if steps_per_call == 1:
+        step = one_step if draw_batch is None else drawn_step
+    else:
+        def step(state: TrainState, batch):
+            if draw_batch is None:
+                state, metrics = jax.lax.scan(one_step, state, batch)
+            else:
+                state, metrics = jax.lax.scan(lambda s, _: drawn_step(s, batch), state, None, length=steps_per_call)
+            return state, {"loss": jnp.mean(metrics["loss"]), "grad_norm": metrics["grad_norm"][-1]}
+
     donate_argnums = (0,) if donate else ()
     if mesh is None:
         return jax.jit(step, donate_argnums=donate_argnums)
     if "data" not in mesh.axis_names:
         raise ValueError(f"mesh must have a 'data' axis, got axis names {mesh.axis_names}.")
     replicated = NamedSharding(mesh, P())
-    sharded = NamedSharding(mesh, P("data"))
+    sharded = NamedSharding(mesh, P("data") if steps_per_call == 1 or draw_batch is not None else P(None, "data"))
     return jax.jit(
         step,
-        in_shardings=(replicated, sharded),
+        in_shardings=(replicated, replicated if draw_batch is not None else sharded),
         out_shardings=(replicated, replicated),
         donate_argnums=donate_argnums,
     )
