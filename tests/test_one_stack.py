@@ -82,7 +82,7 @@ def test_velocity_conversions_are_finite_at_the_source_end():
 
 # Langevin-type samplers target a fixed noise level with NCSN's step sizes (σ_min 0.01): they stop at t = 0.99.
 _T_END = {"langevin": 0.99, "annealed_langevin": 0.99, "pc": 0.99}
-_STEPS = {"langevin": 200, "annealed_langevin": 100}
+_STEPS = {"langevin": 200, "annealed_langevin": 100, "ddpm": 200, "euler_maruyama": 200, "pc": 200}
 
 
 def test_every_sampler_runs_on_a_flow_with_an_exact_velocity():
