@@ -160,6 +160,21 @@ def _run(args, **kw):
     return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300, **kw)
 
 
+def kill_after_checkpoint(args, ckpts, reached):
+    """Start ``args``, SIGKILL it as soon as the checkpoint steps in ``ckpts`` satisfy ``reached(steps)`` (possibly
+    in the middle of a save); fails if the run ends first."""
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        steps = [int(s) for s in os.listdir(ckpts) if s.isdigit()] if os.path.isdir(ckpts) else []
+        if reached(steps):
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+
+
 @pytest.fixture(scope="module")
 def toy_reference(tmp_path_factory):
     """An uninterrupted 20-step toy run in a subprocess."""
@@ -182,16 +197,7 @@ def test_stop_and_resume_equals_uninterrupted(toy_reference, tmp_path):
 def test_kill_during_training_then_restart_resumes_exactly(toy_reference, tmp_path):
     workdir = str(tmp_path / "killed")
     ckpts = os.path.join(workdir, "checkpoints")
-    proc = subprocess.Popen(toy_args(workdir, 20, "--config.training.snapshot_freq=1"), cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        if os.path.isdir(ckpts) and sum(s.isdigit() for s in os.listdir(ckpts)) >= 2:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    proc.send_signal(signal.SIGKILL)  # may land in the middle of a save
-    assert proc.wait() == -signal.SIGKILL
+    kill_after_checkpoint(toy_args(workdir, 20, "--config.training.snapshot_freq=1"), ckpts, lambda s: len(s) >= 2)
     restart = _run(toy_args(workdir, 20))
     assert restart.returncode == 0, restart.stderr[-3000:]
     assert_same_leaves(final_params(workdir), final_params(toy_reference))
@@ -210,16 +216,7 @@ def flow_reference(tmp_path_factory):
 def test_flow_job_killed_mid_run_restarts_to_the_same_parameters(flow_reference, tmp_path):
     workdir = str(tmp_path / "flow_killed")
     ckpts = os.path.join(workdir, "checkpoints")
-    proc = subprocess.Popen(flow_args(workdir, 12, "--config.training.snapshot_freq=1"), cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        if os.path.isdir(ckpts) and sum(s.isdigit() for s in os.listdir(ckpts)) >= 2:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL
+    kill_after_checkpoint(flow_args(workdir, 12, "--config.training.snapshot_freq=1"), ckpts, lambda s: len(s) >= 2)
     restart = _run(flow_args(workdir, 12))
     assert restart.returncode == 0 and "resumed" in restart.stderr, restart.stderr[-3000:]
     assert_same_leaves(final_params(workdir), final_params(flow_reference))
@@ -243,17 +240,8 @@ def test_rectified_flow_stages_killed_mid_reflow_restart_to_the_same_parameters(
     assert "stages flow → reflow → distill" in proc.stderr and "stage 2/3 (reflow)" in proc.stderr
     workdir = str(tmp_path / "rf_killed")
     ckpts = os.path.join(workdir, "checkpoints")
-    proc = subprocess.Popen(toy_args(workdir, 8, *RF_STAGES, "--config.training.snapshot_freq=1"), cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        done = [int(s) for s in os.listdir(ckpts) if s.isdigit()] if os.path.isdir(ckpts) else []
-        if done and max(done) >= 11:  # inside the reflow stage (steps 9..16)
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL
+    kill_after_checkpoint(toy_args(workdir, 8, *RF_STAGES, "--config.training.snapshot_freq=1"), ckpts,
+                          lambda s: bool(s) and max(s) >= 11)  # inside the reflow stage (steps 9..16)
     restart = _run(toy_args(workdir, 8, *RF_STAGES))
     assert restart.returncode == 0 and "resumed" in restart.stderr, restart.stderr[-3000:]
     assert_same_leaves(final_params(workdir), final_params(reference))

@@ -31,7 +31,7 @@ from jaxdiff.flows.training import distillation_loss, fit, pair_sampler, pool_sa
 from jaxdiff.paths import PATHS, BrownianBridge, Interpolant, LinearInterpolant
 from jaxdiff.sampling import sample_flow, samplers, translate
 from jaxdiff.training.checkpoint import Checkpointer
-from jaxdiff.training.config import ConfigError
+from jaxdiff.training.config import ConfigError, IncompatibleWorkdirError
 
 METHODS = ("cfm", "rectified_flow", "dsbm", "bridge_matching")
 
@@ -149,7 +149,20 @@ class FlowRun:
 
     @property
     def params(self):
+        """The model wrapper (``FlowModel`` / ``BridgeModel``), as ``jaxdiff.load_run`` gives for every family."""
         return self.model
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The shape of one example."""
+        if self.config.data.source in L.IMAGE_LAWS:
+            return (8, 8, 1)
+        return (2,)
+
+    @property
+    def step(self) -> int:
+        """The number of trained phases (this job checkpoints once per phase)."""
+        return len(self.models)
 
 
 def _splits(config):
@@ -267,8 +280,6 @@ def train_flow_run(config: ml_collections.ConfigDict, workdir: str, *, progress:
             saved = fh.read()
         if json.loads(saved)["flow"] != json.loads(text)["flow"] or json.loads(saved)["data"] != json.loads(text)["data"] \
                 or json.loads(saved)["model"] != json.loads(text)["model"]:
-            from jaxdiff.training.run import IncompatibleWorkdirError
-
             raise IncompatibleWorkdirError(f"{workdir!r} holds a different flow run (flow/data/model fields differ); "
                                            "use a new --workdir.")
     else:

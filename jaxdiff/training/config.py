@@ -171,6 +171,14 @@ class ConfigError(ValueError):
     """A config refused before anything compiles; the message names every bad field."""
 
 
+class IncompatibleWorkdirError(ConfigError):
+    """The workdir holds a run whose config differs in a field that fixes the saved state."""
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training stopped because the loss became NaN or infinite."""
+
+
 def _flatten(config: Any, prefix: str = "") -> dict[str, Any]:
     out = {}
     for key, value in config.items():

@@ -31,17 +31,9 @@ from jax.sharding import PartitionSpec as P
 
 from jaxdiff.training import config as C
 from jaxdiff.training.checkpoint import Checkpointer
+from jaxdiff.training.config import IncompatibleWorkdirError, NonFiniteLossError  # noqa: F401  (re-exported)
 from jaxdiff.training.data import DataIterator, Dataset, load_dataset, make_stream, preprocess
 from jaxdiff.training.step import TrainState, create_train_state, make_train_step
-
-
-class NonFiniteLossError(FloatingPointError):
-    """Training stopped because the loss became NaN or infinite."""
-
-
-class IncompatibleWorkdirError(C.ConfigError):
-    """The workdir holds a run whose config differs in a field that fixes the saved state."""
-
 
 # --------------------------------------------------------------------------------------------------
 # Pieces built from a config
