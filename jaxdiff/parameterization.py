@@ -427,6 +427,19 @@ class FunctionModel(ModelWrapper):
         return None
 
 
+class ScoreMethodModel(ModelWrapper):
+    """Any object (a pytree) with a method ``score(sde, x, t)`` in process time, used as a score model."""
+
+    model: Any
+
+    @property
+    def prediction(self) -> str:
+        return "score"
+
+    def _native(self, sde, x, t):
+        return self.model.score(sde, x, t)
+
+
 class FlowModel(ModelWrapper):
     r"""A velocity network (head ``"velocity"``) and optionally a noise network (head ``"noise"``), both
     ``apply_fn(head_params, x, t) -> [batch, *data]`` in flow time ``t`` (source 0, target 1).

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdiff import _validation as V
-from jaxdiff.parameterization import VELOCITY_KINDS, FunctionModel, ModelWrapper, TimeReversed
+from jaxdiff.parameterization import VELOCITY_KINDS, FunctionModel, ModelWrapper, ScoreMethodModel, TimeReversed
 from jaxdiff.paths import FlowProcess, Interpolant
 from jaxdiff.processes import LinearProcess
 from jaxdiff.sampling._core import Model, get_spec
@@ -43,6 +43,8 @@ def resolve_model(params: Any, score_fn: Callable | None = None, velocity_fn: Ca
         return FunctionModel(score_fn, params, kind="score", flow_time=flow_time)
     if isinstance(params, ModelWrapper):
         return params
+    if callable(getattr(params, "score", None)):  # any object with score(sde, x, t), e.g. a user's own wrapper
+        return ScoreMethodModel(params)
     raise ValueError(
         "sampling needs a model: pass score_fn=score_fn(params, x, t) or velocity_fn=velocity_fn(params, x, t), or "
         "params that carry their network (a jaxdiff.ScoreModel, FlowModel or BridgeModel, as jaxdiff.load_run "
@@ -99,7 +101,12 @@ def sample(
       sigma_min: the smallest nonzero ``σ̃ = σ/α`` of a ``logsnr_uniform`` or ``karras`` grid ending at 0.
       denoise: finish with a Tweedie step ``x ← E[x_0 | x_{t_end}]`` (1 NFE).
       return_info: also return ``info`` with ``nfe`` (network evaluations used), ``ts`` (the grid, process
-        time) and, with ``trajectory=True``, ``trajectory`` (the states visited) and ``trajectory_ts``.
+        time) and, with ``trajectory=True``, ``trajectory`` (the state at every time the sampler visited, then
+        the final Tweedie estimate if one was taken) with its times ``trajectory_ts`` (0 for that estimate).
+        Samplers that cannot step onto ``t = 0`` with a score (diffrax ODE/SDE solvers, ``pc``, annealed
+        Langevin) replace a last interval ``[t, 0]`` by a Tweedie step at ``t`` (``ode_adaptive`` first
+        integrates on to ``sde.sampling_eps``); with a velocity model the ODE solvers and Euler–Maruyama
+        integrate onto 0 themselves.
       dtype: of the samples (default: ``x_init``'s, else JAX's default float).
       **options: the sampler's own options (see ``jaxdiff.samplers()[sampler]["options"]``).
     Returns:
