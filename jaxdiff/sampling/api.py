@@ -46,7 +46,7 @@ def resolve_model(params: Any, score_fn: Callable | None = None, velocity_fn: Ca
     if callable(getattr(params, "score", None)):  # any object with score(sde, x, t), e.g. a user's own wrapper
         return ScoreMethodModel(params)
     raise ValueError(
-        "sampling needs a model: pass score_fn=score_fn(params, x, t) or velocity_fn=velocity_fn(params, x, t), or "
+        "sampling needs a score or a velocity: pass score_fn=score_fn(params, x, t) or velocity_fn=velocity_fn(params, x, t), or "
         "params that carry their network (a jaxdiff.ScoreModel, FlowModel or BridgeModel, as jaxdiff.load_run "
         f"gives); got params of type {type(params).__name__} and neither score_fn nor velocity_fn."
     )
