@@ -255,36 +255,31 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_two_processes_with_jax_distributed_equal_one_process(toy_reference, tmp_path):
-    workdir = str(tmp_path / "two")
+def assert_two_processes_equal_one(make_args, workdir, reference):
+    """Run ``make_args(*distributed_flags)`` as 2 local processes with jax.distributed; the result equals the
+    1-process ``reference`` (to float tolerance: a cross-process all-reduce may sum in another order)."""
     port = _free_port()
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    procs = [subprocess.Popen(toy_args(workdir, 20, f"--coordinator=127.0.0.1:{port}", "--num_processes=2",
-                                       f"--process_id={i}"), cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    procs = [subprocess.Popen(make_args(f"--coordinator=127.0.0.1:{port}", "--num_processes=2", f"--process_id={i}"),
+                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
     for p, (_, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]
     assert "2 process(es)" in outs[0][1]
-    ours, ref = final_params(workdir), final_params(toy_reference)
-    for x, y in zip(ours, ref):  # a cross-process all-reduce may sum in another order
+    for x, y in zip(final_params(workdir), final_params(reference)):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-5)
+
+
+def test_two_processes_with_jax_distributed_equal_one_process(toy_reference, tmp_path):
+    workdir = str(tmp_path / "two")
+    assert_two_processes_equal_one(lambda *flags: toy_args(workdir, 20, *flags), workdir, toy_reference)
 
 
 def test_two_process_ot_cfm_equals_one_process(flow_reference, tmp_path):
     """Exact OT on the global batch: both processes compute the same plan and keep their rows."""
     workdir = str(tmp_path / "flow_two")
-    port = _free_port()
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    procs = [subprocess.Popen(flow_args(workdir, 12, f"--coordinator=127.0.0.1:{port}", "--num_processes=2",
-                                        f"--process_id={i}"), cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for i in range(2)]
-    outs = [p.communicate(timeout=300) for p in procs]
-    for p, (_, err) in zip(procs, outs):
-        assert p.returncode == 0, err[-3000:]
-    assert "2 process(es)" in outs[0][1]
-    for x, y in zip(final_params(workdir), final_params(flow_reference)):
-        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-5)
+    assert_two_processes_equal_one(lambda *flags: flow_args(workdir, 12, *flags), workdir, flow_reference)
 
 
 def test_bad_config_is_refused_before_compiling(tmp_path):
