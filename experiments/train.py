@@ -37,8 +37,6 @@ def main(argv):
 
     config = FLAGS.config
     workdir = FLAGS.workdir or os.path.join("outputs", os.path.splitext(os.path.basename(_config_path()))[0])
-    if config.get("kind", None) == "flow":  # flow matching / rectified flow / bridges (experiments/configs/{fm,rf,sb}_*)
-        return _train_flow(config, workdir)
     try:
         run = train(config, workdir, progress=FLAGS.progress)
     except (ConfigError, FileNotFoundError) as err:
@@ -53,21 +51,6 @@ def main(argv):
         if os.path.exists(eval_path):
             with open(eval_path) as fh:
                 print(fh.read())
-
-
-def _train_flow(config, workdir: str) -> None:
-    from jaxdiff.flows.run import train_flow_run
-    from jaxdiff.training.config import ConfigError
-    from jaxdiff.training.run import IncompatibleWorkdirError
-
-    try:
-        train_flow_run(config, workdir, progress=FLAGS.progress)
-    except (ConfigError, FileNotFoundError, IncompatibleWorkdirError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
-    print(f"done: workdir {os.path.abspath(workdir)}")
-    with open(os.path.join(workdir, "eval.json")) as fh:
-        print(fh.read())
 
 
 def _config_path() -> str:

@@ -1,17 +1,12 @@
-"""Unpaired translation digits → inverted digits by DSBM (ε = 0.5) with an MLP on the 64 pixels."""
+"""Unpaired translation digits → inverted digits by DSBM, bridge noise σ = √0.5 (ε = 0.5), with an MLP on the
+64 pixels: 2 iterations, each a forward and a backward stage of training.n_iters steps."""
 
-from experiments.configs._flow import base
+from experiments.configs._digits_domains import SQRT_HALF, base
 
 
 def get_config():
-    c = base()
-    c.flow.method = "dsbm"
-    c.flow.epsilon = 0.5
-    c.flow.dsbm_iterations = 2
-    c.data.source, c.data.target = "digits", "digits_inverted"
-    c.model.hidden = (512, 512, 512)
-    c.training.n_iters = 8000
-    c.training.batch_size = 128
-    c.sampling.sampler = "euler_maruyama"
-    c.eval.num_samples = 359
-    return c
+    config = base("digits", "digits_inverted", objective="dsbm", sigma=SQRT_HALF)
+    config.training.n_iters = 2000  # per stage: 4 stages
+    config.flow.dsbm_iterations = 2
+    config.flow.reflow_pairs = 5000
+    return config

@@ -155,11 +155,14 @@ def translate(
 
     ``direction="forward"`` maps source (``t = 0``) samples to the target, ``"backward"`` target samples
     to the source (the model is read on the reversed path, :class:`jaxdiff.parameterization.TimeReversed`).
-    ``t_start``/``t_end`` are flow times (defaults: the two ends). The source is a data law here, so the
+    ``t_start``/``t_end`` are flow times (defaults: the two ends). ``path``: an interpolant, or a run's
+    :class:`jaxdiff.paths.FlowProcess` (``run.path``: its interpolant is used). The source is a data law here, so the
     Gaussian samplers are refused; default sampler: ``ode_adaptive``, or for a ``BridgeModel`` its SDE
     ``euler_maruyama`` (``dX = f dt + σ dW``). Models that transport by themselves (neural OT maps, Light SB:
     anything with a ``translate(key, x)`` method) are called directly, with ``path=None``.
     """
+    if isinstance(path, FlowProcess):  # a run's path (run.path): translate along its interpolant
+        path = path.path
     if path is None or not isinstance(path, Interpolant):
         method = getattr(params, "translate", None)
         if callable(method) and path is None:

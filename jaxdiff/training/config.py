@@ -15,12 +15,13 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from jaxdiff.training.data import DATASETS
+from jaxdiff.training.data import DATASETS, DIGIT_DOMAINS, POINT_DATASETS
 
 SDES = ("vpsde", "subvpsde", "vesde", "cosine_vpsde")
-OBJECTIVES = ("dsm", "flow_matching", "interpolant")
+OBJECTIVES = ("dsm", "flow_matching", "interpolant", "bridge_matching", "dsbm")
+BRIDGE_OBJECTIVES = ("bridge_matching", "dsbm")
 FLOW_PATHS = ("linear", "brownian_bridge", "trig", "ot", "vp")
-FLOW_COUPLINGS = ("independent", "exact", "sinkhorn")
+FLOW_COUPLINGS = ("independent", "exact", "sinkhorn", "paired")
 MODELS = ("ncsnpp", "ddpm", "mlp")
 TIME_SAMPLING = ("uniform", "stratified", "low_discrepancy", "antithetic", "importance")
 OPTIMIZERS = ("adam", "adamw")
@@ -58,14 +59,19 @@ def default_config() -> ml_collections.ConfigDict:
     training.max_to_keep = 3  # jaxdiff: checkpoints kept
     training.sample_freq = 0  # jaxdiff: PNG grid every K steps (0: at each snapshot if snapshot_sampling)
     training.num_grid_samples = 64  # jaxdiff: images in a PNG grid
-    training.objective = "dsm"  # jaxdiff: "dsm" (score_sde), "flow_matching" or "interpolant" (velocity + noise)
+    # jaxdiff: "dsm" (score_sde), "flow_matching", "interpolant" (velocity + noise), "bridge_matching" (forward and
+    # backward drifts of the Brownian bridge σW over the coupling; I²SB with paired data) or "dsbm" (Shi et al.'s
+    # iterative Markovian fitting: stages alternating the forward and backward drift)
+    training.objective = "dsm"
 
     # jaxdiff: the interpolant path of the flow objectives, from N(0, I) (t = 0) to the data (t = 1)
     config.flow = flow = ml_collections.ConfigDict()
     flow.path = "linear"  # linear (I-CFM / rectified flow), brownian_bridge, trig, ot (Lipman), vp
     flow.sigma = 0.0  # the path's noise: linear σ, brownian_bridge σ√(t(1−t)) (√2: Albergo's γ = √(2t(1−t)))
     flow.sigma_min = 1e-4  # the "ot" path's σ_min
-    flow.coupling = "independent"  # independent, exact (OT-CFM), sinkhorn (with flow.epsilon): on the global batch
+    # independent, exact (OT-CFM), sinkhorn (with flow.epsilon): on the global batch; paired: rows as the data gives
+    # them (data.paired)
+    flow.coupling = "independent"
     flow.epsilon = 0.0  # Sinkhorn's ε (POT convention on the squared cost)
     flow.t_eps = 0.0  # t ~ U[t_eps, 1 − t_eps] (the interpolant objective needs > 0: its score divides by c(t))
     # k-rectified flow as stages of the same job (training.n_iters steps each): stage 1 flow matching on (noise,
@@ -76,6 +82,8 @@ def default_config() -> ml_collections.ConfigDict:
     flow.reflow_sampler = "ode_adaptive"
     flow.reflow_steps = 16
     flow.distill = False
+    flow.dsbm_iterations = 4  # dsbm: iterations, each a forward and a backward stage of training.n_iters steps;
+    # stage pairs: flow.reflow_pairs simulated with euler_maruyama, flow.reflow_steps steps (flow.sigma: bridge noise)
 
     config.sampling = sampling = ml_collections.ConfigDict()
     sampling.method = "pc"
@@ -115,6 +123,8 @@ def default_config() -> ml_collections.ConfigDict:
     data.test_fraction = 0.2  # jaxdiff: held-out stratified split of datasets without one (digits)
     data.split_seed = 0  # jaxdiff
     data.num_examples = 0  # jaxdiff: size of generated toy sets
+    data.source = ""  # jaxdiff: flows' source law: "" = N(0, I), or a dataset name (translation data.source → dataset)
+    data.paired = False  # jaxdiff: source and target rows correspond (digit domains: the same digit in both)
 
     config.model = model = ml_collections.ConfigDict()
     model.name = "ncsnpp"
@@ -272,6 +282,8 @@ def validate_config(config: Any, *, device_count: int | None = None) -> ml_colle
         nonnegative("flow.epsilon")
         if get("flow.coupling") == "sinkhorn":
             positive("flow.epsilon")
+        need((get("flow.coupling") == "paired") == bool(get("data.paired")), "flow.coupling",
+             "must be 'paired' exactly when data.paired=True (rows that correspond are not re-coupled)")
         v = get("flow.t_eps")
         need(_is_number(v) and 0 <= v < 0.5, "flow.t_eps", "must lie in [0, 0.5)")
         if objective == "interpolant":
@@ -284,6 +296,14 @@ def validate_config(config: Any, *, device_count: int | None = None) -> ml_colle
         integer("flow.reflow_pairs", 1)
         integer("flow.reflow_steps", 1)
         choice("flow.reflow_sampler", ("ode_euler", "ode_heun", "ode_midpoint", "ode_adaptive"))
+        if objective in BRIDGE_OBJECTIVES:
+            positive("flow.sigma")  # the bridge's noise σ (ε = σ²)
+            need(not get("optim.weight_decay"), "optim.weight_decay",
+                 "must be 0 for bridges: the drift a stage does not train must stay fixed")
+            integer("flow.dsbm_iterations", 1)
+        if objective == "dsbm":
+            need(get("flow.coupling") != "paired", "flow.coupling",
+                 "dsbm learns the coupling; for paired data use training.objective='bridge_matching'")
         if get("flow.reflow_rounds") != 1 or get("flow.distill"):
             need(objective == "flow_matching" and get("flow.path") == "linear" and get("flow.sigma") == 0,
                  "flow.reflow_rounds", "reflow and distillation are rectified flow's: training.objective="
@@ -330,13 +350,26 @@ def validate_config(config: Any, *, device_count: int | None = None) -> ml_colle
     v = get("data.test_fraction")
     need(_is_number(v) and 0 < v < 1, "data.test_fraction", "must lie in (0, 1)")
     dataset = str(get("data.dataset")).lower()
-    if dataset == "digits":
+    source = get("data.source")
+    need(source == "" or source in DATASETS, "data.source", f"must be '' (N(0, I)) or one of {list(DATASETS)}")
+    if source:
+        need(get("training.objective") != "dsm", "data.source",
+             "a data source needs a flow objective (training.objective other than 'dsm'); diffusions start from N(0, I)")
+        same_space = ((source in DIGIT_DOMAINS and dataset in DIGIT_DOMAINS)
+                      or (source in POINT_DATASETS and dataset in POINT_DATASETS) or (source == dataset == "cifar10"))
+        need(same_space, "data.source", f"must live in the space of data.dataset={dataset!r} (2-D with 2-D, digit "
+             f"domains {list(DIGIT_DOMAINS)} with each other)")
+    if get("data.paired"):
+        need(source in DIGIT_DOMAINS and dataset in DIGIT_DOMAINS, "data.paired",
+             f"paired rows exist for the digit domains {list(DIGIT_DOMAINS)} (data.source and data.dataset)")
+        need(not get("data.random_flip"), "data.random_flip", "must be False with data.paired (flips break the pairs)")
+    if dataset in DIGIT_DOMAINS:
         need(get("data.image_size") == 8, "data.image_size", "digits are 8×8")
         need(get("data.num_channels") == 1, "data.num_channels", "digits have 1 channel")
     if dataset == "cifar10":
         need(get("data.image_size") == 32, "data.image_size", "CIFAR-10 images are 32×32")
         need(get("data.num_channels") == 3, "data.num_channels", "CIFAR-10 images have 3 channels")
-    if dataset in ("ring", "moons", "checkerboard", "swissroll"):
+    if dataset in POINT_DATASETS:
         integer("data.num_examples", 1)
         need(get("model.name") == "mlp", "model.name", "toy 2-D data needs model.name='mlp'")
 
@@ -441,11 +474,23 @@ def is_flow(config: Any) -> bool:
     return config.training.get("objective", "dsm") != "dsm"
 
 
+def is_bridge(config: Any) -> bool:
+    """Whether the config trains a bridge's forward and backward drifts (``bridge_matching``, ``dsbm``)."""
+    return config.training.get("objective", "dsm") in BRIDGE_OBJECTIVES
+
+
+def has_data_source(config: Any) -> bool:
+    """Whether the flow starts from a dataset (``data.source``) rather than ``N(0, I)``."""
+    return bool(config.data.get("source", ""))
+
+
 def build_interpolant(config: Any):
     """The interpolant ``flow.*`` names (source ``N(0, I)`` at ``t = 0``, data at ``t = 1``)."""
     from jaxdiff.paths import PATHS
 
     f = config.flow
+    if is_bridge(config):  # bridges move by their drifts; the path only names the time axis (flow time)
+        return PATHS["linear"](0.0)
     if f.path in ("linear", "brownian_bridge"):
         return PATHS[f.path](f.sigma)
     if f.path == "ot":
@@ -458,7 +503,8 @@ def build_path(config: Any):
     interpolant read as a :class:`jaxdiff.paths.FlowProcess` (process time ``1 − t``; the one time edge)."""
     if not is_flow(config):
         return build_sde(config)
-    return build_interpolant(config).as_process(sampling_eps=config.sampling.eps)
+    gaussian = not (has_data_source(config) or is_bridge(config))
+    return build_interpolant(config).as_process(sampling_eps=config.sampling.eps, gaussian_source=gaussian)
 
 
 def build_parameterization(config: Any):
@@ -468,7 +514,7 @@ def build_parameterization(config: Any):
     (and, for ``interpolant``, the noise as a second output head)."""
     from jaxdiff.parameterization import Direct
 
-    if is_flow(config):
+    if is_flow(config):  # (bridges: the raw output is a drift, read by BridgeModel)
         return Direct("flow_velocity", noise_input="flow_time_scaled",
                       noise_head=config.training.objective == "interpolant")
     if config.training.sde == "vesde":
@@ -496,7 +542,7 @@ def build_network(config: Any):
 
 def data_shape(config: Any) -> tuple[int, ...]:
     """The shape of one example in model space."""
-    if config.model.name == "mlp" and config.data.dataset not in ("digits", "cifar10"):
+    if config.model.name == "mlp" and config.data.dataset in POINT_DATASETS:
         return (2,)
     return (config.data.image_size, config.data.image_size, config.data.num_channels)
 
@@ -515,6 +561,10 @@ def stages(config: Any) -> list[str]:
     if not is_flow(config):
         return ["dsm"]
     f = config.flow
+    if config.training.objective == "bridge_matching":
+        return ["bridge"]
+    if config.training.objective == "dsbm":
+        return ["bridge_forward", "bridge_backward"] * f.dsbm_iterations
     return ["flow"] + ["reflow"] * (f.reflow_rounds - 1) + (["distill"] if f.distill else [])
 
 
@@ -526,6 +576,8 @@ def sampler_settings(config: Any) -> tuple[str, dict]:
     if is_flow(config) and config.flow.get("distill", False):
         return "ode_euler", {"steps": 1}
     s = config.sampling
+    if is_bridge(config) and not s.sampler:  # a bridge's own SDE dX = f dt + σ dW
+        return "euler_maruyama", {"steps": s.steps or 100}
     steps = s.steps or config.model.num_scales
     options: dict = {"steps": steps}
     if s.sampler:
@@ -543,7 +595,7 @@ def sampler_settings(config: Any) -> tuple[str, dict]:
 
 # Fields that fix the shapes of the saved state or what the checkpoint means: resuming a workdir
 # with any of them changed is refused.
-STATE_FIELDS = ("training.sde", "training.objective", "flow.", "data.dataset", "data.image_size", "data.num_channels", "data.centered",
+STATE_FIELDS = ("training.sde", "training.objective", "flow.", "data.dataset", "data.source", "data.paired", "data.image_size", "data.num_channels", "data.centered",
                 "data.uniform_dequantization", "model.")
 
 
@@ -575,6 +627,8 @@ __all__ = [
     "build_parameterization",
     "build_path",
     "build_sde",
+    "has_data_source",
+    "is_bridge",
     "is_flow",
     "stages",
     "data_shape",

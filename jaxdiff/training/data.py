@@ -28,7 +28,12 @@ import numpy as np
 Array = np.ndarray
 
 TOY_DATASETS = ("ring", "moons", "checkerboard", "swissroll")
-DATASETS = ("digits", "cifar10") + TOY_DATASETS
+# 2-D laws in torchcfm's conventions (jaxdiff.flows.laws), for the flow configs: published W2 figures compare.
+LAW_DATASETS = ("8gaussians", "moons_torchcfm", "gaussian")
+# Digit domains for translation: the digits with the same split, row for row (so they can be paired).
+DIGIT_DOMAINS = ("digits", "digits_inverted", "digits_rotated")
+POINT_DATASETS = TOY_DATASETS + LAW_DATASETS
+DATASETS = ("digits", "cifar10") + TOY_DATASETS + LAW_DATASETS + DIGIT_DOMAINS[1:]
 
 CIFAR_HELP = (
     "CIFAR-10 was not found at data.path={path!r}. jaxdiff never downloads data. Download the "
@@ -198,14 +203,48 @@ def toy_points(name: str, n: int, seed: int) -> Array:
     raise ValueError(f"toy dataset must be one of {TOY_DATASETS}, got {name!r}.")
 
 
-def load_dataset(data_config: Any) -> Dataset:
+def digits_domain(name: str, levels: Array) -> Array:
+    """Digit levels ``[n, 8, 8, 1]`` (0..16) carried into a domain of :data:`DIGIT_DOMAINS`:
+    ``digits_inverted`` ``16 − k`` (``−x`` in model space), ``digits_rotated`` a quarter turn counter-clockwise."""
+    if name == "digits_inverted":
+        return (16 - np.asarray(levels).astype(np.int16)).astype(np.uint8)
+    if name == "digits_rotated":
+        return np.ascontiguousarray(np.rot90(levels, k=1, axes=(1, 2)))
+    if name != "digits":
+        raise ValueError(f"digit domain must be one of {DIGIT_DOMAINS}, got {name!r}.")
+    return np.asarray(levels)
+
+
+def digits_upright(name: str, levels: Array) -> Array:
+    """The inverse of :func:`digits_domain`: levels of domain ``name`` back to upright digits."""
+    if name == "digits_inverted":
+        return 16.0 - np.asarray(levels, np.float64)
+    if name == "digits_rotated":
+        return np.ascontiguousarray(np.rot90(levels, k=-1, axes=(1, 2)))
+    return np.asarray(levels)
+
+
+def law_points(name: str, n: int, seed: int) -> Array:
+    """``n`` points ``[n, 2]`` of a 2-D law of :mod:`jaxdiff.flows.laws` (torchcfm's conventions) drawn with
+    ``seed``; ``moons_torchcfm`` is its ``moons``, ``gaussian`` is ``N(0, I₂)``."""
+    import jax
+
+    from jaxdiff.flows.laws import get_law
+
+    law = get_law("moons" if name == "moons_torchcfm" else name)
+    return np.asarray(law(jax.random.PRNGKey(seed), n), np.float32)
+
+
+def load_dataset(data_config: Any, name: str | None = None) -> Dataset:
     """The dataset a config's ``data`` section names (``dataset``, ``path``, ``centered``,
-    ``uniform_dequantization``, ``random_flip``, ``test_fraction``, ``split_seed``, ``num_examples``)."""
-    name = data_config.dataset
-    if name == "digits":
+    ``uniform_dequantization``, ``random_flip``, ``test_fraction``, ``split_seed``, ``num_examples``);
+    ``name`` overrides ``data.dataset`` with the same settings (a translation's source, ``data.source``)."""
+    name = data_config.dataset if name is None else name
+    if name in DIGIT_DOMAINS:
         images, labels = load_digits_arrays()
         keep, held = stratified_split(labels, data_config.test_fraction, data_config.split_seed)
-        return Dataset("digits", images[keep], images[held], labels[keep], labels[held], num_levels=17,
+        images = digits_domain(name, images)
+        return Dataset(name, images[keep], images[held], labels[keep], labels[held], num_levels=17,
                        dequantize=data_config.uniform_dequantization, centered=data_config.centered,
                        random_flip=data_config.random_flip)
     if name == "cifar10":
@@ -215,6 +254,11 @@ def load_dataset(data_config: Any) -> Dataset:
     if name in TOY_DATASETS:
         n = int(data_config.num_examples)
         pts = toy_points(name, n + n // 4, data_config.split_seed)
+        return Dataset(name, pts[:n], pts[n:], centered=data_config.centered)
+    if name in LAW_DATASETS:
+        n = int(data_config.num_examples)
+        # a source law draws with another seed than a target law (independent pools for translation)
+        pts = law_points(name, n + n // 4, data_config.split_seed + LAW_DATASETS.index(name) + 1)
         return Dataset(name, pts[:n], pts[n:], centered=data_config.centered)
     raise ValueError(f"data.dataset must be one of {DATASETS}, got {name!r}.")
 
@@ -245,12 +289,18 @@ def make_stream(
     seed: int,
     process_index: int = 0,
     process_count: int = 1,
+    source: Dataset | None = None,
+    paired: bool = False,
 ) -> grain.MapDataset:
     """A grain ``MapDataset`` whose item ``i`` is this process's rows of global batch ``i``, in data
     units (``[B/P, *shape]``): epoch-wise seeded permutations of the training set. Only the indices of
     the global batch are computed; each process gathers its own rows only. Dequantization noise and
     flips are drawn on device by :func:`preprocess` from the train step's key, so they too are the same
-    on 1 or many processes."""
+    on 1 or many processes.
+
+    ``source`` (a flow's source dataset): items are ``(target rows, source rows)``; the source rows follow
+    their own seeded permutation (seed + 1), or with ``paired`` the same indices as the target rows (datasets
+    whose rows correspond, as the digit domains)."""
     n = dataset.train.shape[0]
     if global_batch < 1:
         raise ValueError(f"training.batch_size must be ≥ 1, got {global_batch}.")
@@ -264,7 +314,18 @@ def make_stream(
     rows = slice(process_index * local, (process_index + 1) * local)
     train = dataset.train
     indices = grain.MapDataset.range(n).shuffle(seed=seed).repeat(None).batch(global_batch)
-    return indices.map(lambda idx: train[np.asarray(idx)[rows]])
+    if source is None:
+        return indices.map(lambda idx: train[np.asarray(idx)[rows]])
+    source_train = source.train
+    if paired:
+        if source_train.shape[0] != n:
+            raise ValueError(f"paired data needs row-for-row datasets: {dataset.name!r} has {n} training rows, "
+                             f"{source.name!r} has {source_train.shape[0]}.")
+        return indices.map(lambda idx: (train[np.asarray(idx)[rows]], source_train[np.asarray(idx)[rows]]))
+    source_indices = grain.MapDataset.range(source_train.shape[0]).shuffle(seed=seed + 1).repeat(None).batch(
+        global_batch)
+    return indices.map_with_index(
+        lambda i, idx: (train[np.asarray(idx)[rows]], source_train[np.asarray(source_indices[i])[rows]]))
 
 
 def preprocess(dataset: Dataset, key, batch):
@@ -312,12 +373,18 @@ class DataIterator:
 __all__ = [
     "CIFAR_HELP",
     "DATASETS",
+    "DIGIT_DOMAINS",
+    "LAW_DATASETS",
+    "POINT_DATASETS",
     "TOY_DATASETS",
     "DataIterator",
     "Dataset",
     "load_cifar10_arrays",
     "load_dataset",
     "load_digits_arrays",
+    "digits_domain",
+    "digits_upright",
+    "law_points",
     "make_stream",
     "preprocess",
     "stratified_split",

@@ -32,7 +32,15 @@ from jax.sharding import PartitionSpec as P
 from jaxdiff.training import config as C
 from jaxdiff.training.checkpoint import Checkpointer
 from jaxdiff.training.config import IncompatibleWorkdirError, NonFiniteLossError  # noqa: F401  (re-exported)
-from jaxdiff.training.data import DataIterator, Dataset, load_dataset, make_stream, preprocess
+from jaxdiff.training.data import (
+    DIGIT_DOMAINS,
+    DataIterator,
+    Dataset,
+    digits_upright,
+    load_dataset,
+    make_stream,
+    preprocess,
+)
 from jaxdiff.training.step import TrainState, create_train_state, make_train_step
 
 # --------------------------------------------------------------------------------------------------
@@ -59,7 +67,43 @@ def init_params(network, shape: tuple[int, ...], key) -> Any:
     return network.init({"params": k_params, "dropout": k_dropout}, x, noise, train=False)["params"]
 
 
-def make_loss_fn(config: Any, dataset: Dataset, sde, network, parameterization) -> Callable:
+def init_model_params(config: Any, network, shape: tuple[int, ...], key) -> Any:
+    """The run's parameters: one network's, or for a bridge ``{"forward", "backward"}`` — two networks of the
+    same architecture (DSBM trains them in alternating stages)."""
+    if C.is_bridge(config):
+        return {"forward": init_params(network, shape, jax.random.fold_in(key, 0)),
+                "backward": init_params(network, shape, jax.random.fold_in(key, 1))}
+    return init_params(network, shape, key)
+
+
+def _flow_apply_fn(network, parameterization, sde) -> Callable:
+    """``apply_fn(params, x, t_flow, key=None)``: the network's raw output(s) at flow time ``t_flow`` read through
+    the run's parameterization (the one time edge: ``sde.process_time``)."""
+    net = make_apply_fn(network)
+
+    def apply_fn(params, x, t_flow, key=None):
+        return parameterization(net, params, sde, x, sde.process_time(t_flow), key=key)
+
+    return apply_fn
+
+
+def _bridge_loss(config: Any, apply_fn: Callable, directions: tuple[str, ...], model_key: bool = False) -> Callable:
+    """Bridge matching of the drifts ``directions`` on ``params[direction]`` (the sum over directions), on
+    ``(x0, x1)`` pairs as given (model space)."""
+    from jaxdiff.flows.losses import bridge_matching_loss
+
+    t_eps = float(config.flow.t_eps) or 1e-3
+    losses = {d: bridge_matching_loss(float(config.flow.sigma), apply_fn, direction=d, coupling="paired",
+                                      t_eps=t_eps, model_key=model_key) for d in directions}
+
+    def loss(params, key, batch):
+        return sum(losses[d](params[d], jax.random.fold_in(key, i), batch) for i, d in enumerate(directions))
+
+    return loss
+
+
+def make_loss_fn(config: Any, dataset: Dataset, sde, network, parameterization,
+                 source: Dataset | None = None) -> Callable:
     """``loss(params, key, batch)`` of the config's objective, mean over the batch.
 
     ``dsm``: ``batch`` is data (data units); :func:`preprocess` (dequantization, flips) then
@@ -69,19 +113,20 @@ def make_loss_fn(config: Any, dataset: Dataset, sde, network, parameterization) 
     already coupled on the global batch (:func:`make_flow_pairs`); the target is preprocessed, then
     :func:`jaxdiff.flows.flow_matching_loss` / :func:`~jaxdiff.flows.interpolant_loss` (paired) on the
     path of ``sde`` (a :class:`jaxdiff.paths.FlowProcess`), with the network read through the run's
-    parameterization — the same wrapper that samples.
+    parameterization — the same wrapper that samples. ``bridge_matching`` / ``dsbm`` (first stage): bridge
+    matching of both drifts / the forward drift on the same pairs. With a data ``source`` (``data.source``) the
+    source rows are preprocessed like the target's.
     """
     t = config.training
     model_key = config.model.dropout > 0
     if C.is_flow(config):
         from jaxdiff.flows.losses import flow_matching_loss, interpolant_loss
 
-        net = make_apply_fn(network)
-
-        def apply_fn(params, x, t_flow, key=None):  # the network's raw output(s) at flow time t_flow
-            return parameterization(net, params, sde, x, sde.process_time(t_flow), key=key)
-
-        if t.objective == "flow_matching":
+        apply_fn = _flow_apply_fn(network, parameterization, sde)
+        if C.is_bridge(config):
+            directions = ("forward", "backward") if t.objective == "bridge_matching" else ("forward",)
+            core = _bridge_loss(config, apply_fn, directions, model_key)
+        elif t.objective == "flow_matching":
             core = flow_matching_loss(sde.path, apply_fn, coupling="paired", t_eps=config.flow.t_eps,
                                       model_key=model_key)
         else:
@@ -89,8 +134,10 @@ def make_loss_fn(config: Any, dataset: Dataset, sde, network, parameterization) 
                                     model_key=model_key)
 
         def flow_loss(params, key, batch):
-            k_data, k_loss = jax.random.split(key)
+            k_data, k_loss, k_source = jax.random.split(key, 3)
             x0, x1 = batch
+            if source is not None:
+                x0 = preprocess(source, k_source, x0)
             return core(params, k_loss, (x0, preprocess(dataset, k_data, x1)))
 
         return flow_loss
@@ -110,9 +157,11 @@ def make_loss_fn(config: Any, dataset: Dataset, sde, network, parameterization) 
     return loss
 
 
-def make_flow_pairs(config: Any, dataset: Dataset, *, process_index: int = 0, process_count: int = 1) -> Callable:
+def make_flow_pairs(config: Any, dataset: Dataset, *, process_index: int = 0, process_count: int = 1,
+                    source: Dataset | None = None) -> Callable:
     r"""``pairs(global_batch, step) -> (x0_rows, x1_rows)``: the source and target rows of this process for step
-    ``step``, coupled on the **global** batch.
+    ``step``, coupled on the **global** batch. ``global_batch`` is the target rows, or ``(target rows, source
+    rows)`` when the run has a data ``source`` (the stream then carries both; ``data.paired``: not re-coupled).
 
     Every process receives the whole global batch of target rows (data units) and draws the same global
     source batch ``x0 ~ N(0, I)`` from ``(seed, step)`` on the host; ``flow.coupling`` ``exact`` (minibatch OT,
@@ -129,55 +178,99 @@ def make_flow_pairs(config: Any, dataset: Dataset, *, process_index: int = 0, pr
     rows = slice(process_index * local, (process_index + 1) * local)
     base_key = jax.random.fold_in(jax.random.key(config.seed), 0x0C0)
 
-    def pairs(target: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:
-        target = np.asarray(target)
-        source = np.random.default_rng([config.seed, int(step), 0x5EED]).standard_normal((batch, *shape),
-                                                                                          dtype=np.float32)
-        if f.coupling != "independent":
-            i, j = coupling_indices(jax.random.fold_in(base_key, int(step)), source, dataset.to_model(target),
+    def pairs(rows_in, step: int) -> tuple[np.ndarray, np.ndarray]:
+        if source is None:
+            target = np.asarray(rows_in)
+            x0 = np.random.default_rng([config.seed, int(step), 0x5EED]).standard_normal((batch, *shape),
+                                                                                      dtype=np.float32)
+            x0_model = x0
+        else:
+            target, x0 = (np.asarray(a) for a in rows_in)
+            x0_model = source.to_model(x0)
+        if f.coupling not in ("independent", "paired"):
+            i, j = coupling_indices(jax.random.fold_in(base_key, int(step)), x0_model, dataset.to_model(target),
                                     f.coupling, epsilon=float(f.epsilon) or None)
-            source, target = source[np.asarray(i)], target[np.asarray(j)]
-        return source[rows], target[rows]
+            x0, target = x0[np.asarray(i)], target[np.asarray(j)]
+        return x0[rows], target[rows]
 
     return pairs
 
 
-def make_pair_loss_fn(config: Any, sde, network, parameterization, *, distill: bool = False) -> Callable:
-    """The loss of a reflow stage (flow matching on the fixed pairs ``(z, Z₁(z))``, model space) or of the
-    distillation stage (``x₀ + v(x₀, 0) ≈ x₁``), with the run's network read through its parameterization."""
+def make_pair_loss_fn(config: Any, sde, network, parameterization, *, distill: bool = False,
+                      kind: str | None = None) -> Callable:
+    """The loss of a stage trained on a pool of pairs (model space): ``reflow`` (flow matching on the fixed pairs
+    ``(z, Z₁(z))``), ``distill`` (``x₀ + v(x₀, 0) ≈ x₁``), ``bridge_forward`` / ``bridge_backward`` (DSBM: bridge
+    matching of one drift on the coupling the other drift simulated), with the run's network read through its
+    parameterization."""
     from jaxdiff.flows.losses import distillation_loss, flow_matching_loss
 
-    net = make_apply_fn(network)
-
-    def apply_fn(params, x, t_flow, key=None):
-        return parameterization(net, params, sde, x, sde.process_time(t_flow), key=key)
-
-    if distill:
+    kind = kind or ("distill" if distill else "reflow")
+    apply_fn = _flow_apply_fn(network, parameterization, sde)
+    if kind == "distill":
         return distillation_loss(apply_fn)
+    if kind in ("bridge_forward", "bridge_backward"):
+        return _bridge_loss(config, apply_fn, (kind.split("_")[1],))
     return flow_matching_loss(sde.path, apply_fn, coupling="paired", t_eps=config.flow.t_eps)
 
 
-def reflow_pool(config: Any, sde, teacher, stage: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(z, Z₁(z))``: ``flow.reflow_pairs`` source draws (seeded by the stage) carried to the data end by the
-    teacher's ODE — Liu et al.'s reflow coupling, the same on every process and after every resume."""
-    from jaxdiff.sampling import sample
-
-    f = config.flow
+def _draw_rows(config: Any, dataset: Dataset | None, key, n: int) -> np.ndarray:
+    """``n`` model-space rows of a dataset's training split drawn with replacement (seeded by ``key``), or ``N(0, I)``
+    draws when ``dataset`` is None (a Gaussian source)."""
     shape = C.data_shape(config)
-    key = jax.random.fold_in(jax.random.key(config.seed), 1000 + stage)
-    k_src, k_ode = jax.random.split(key)
-    z = np.asarray(jax.random.normal(k_src, (f.reflow_pairs, *shape), jnp.float32))
+    if dataset is None:
+        return np.asarray(jax.random.normal(key, (n, *shape), jnp.float32))
+    idx = np.asarray(jax.random.randint(key, (n,), 0, dataset.train.shape[0]))
+    return dataset.to_model(dataset.train[idx])
+
+
+def _transport(config: Any, model, sde, x: np.ndarray, key, *, sampler: str, steps: int | None,
+               direction: str = "forward") -> np.ndarray:
+    """``x`` carried along the model's ODE/SDE (forward: source → target; backward: target → source) in chunks of
+    ``eval.batch_size`` padded to one compiled shape."""
+    from jaxdiff.sampling import translate
+
     batch = int(config.eval.batch_size)
-    options = {"steps": f.reflow_steps}
+    options = {} if steps is None else {"steps": int(steps)}
     out = []
-    for i in range(0, f.reflow_pairs, batch):
-        chunk = z[i: i + batch]
-        padded = np.concatenate([chunk, np.zeros((batch - len(chunk), *shape), np.float32)]) if len(chunk) < batch \
-            else chunk  # one compiled program for every chunk
-        x1 = sample(jax.random.fold_in(k_ode, i), teacher, sde, x_init=jnp.asarray(padded),
-                    sampler=f.reflow_sampler, **options)
-        out.append(np.asarray(x1)[: len(chunk)])
-    return z, np.concatenate(out)
+    for i in range(0, len(x), batch):
+        chunk = x[i: i + batch]
+        padded = np.concatenate([chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]), chunk.dtype)]) \
+            if len(chunk) < batch else chunk  # one compiled program for every chunk
+        y = translate(jax.random.fold_in(key, i), model, sde.path, jnp.asarray(padded), sampler=sampler,
+                      direction=direction, **options)
+        out.append(np.asarray(y)[: len(chunk)])
+    return np.concatenate(out)
+
+
+def stage_pool(config: Any, sde, teacher, stage: int, kind: str, dataset: Dataset,
+               source: Dataset | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs ``(x0, x1)`` a pool stage trains on, made from the stage's teacher (the EMA model at the stage's
+    start), seeded by the stage — the same on every process and after every resume:
+
+    * ``reflow`` / ``distill``: ``(z, Z₁(z))``, ``flow.reflow_pairs`` source draws carried to the target by the
+      teacher's ODE (Liu et al.'s reflow coupling; ``flow.reflow_sampler``, ``reflow_steps``);
+    * ``bridge_backward``: ``(x₀, X₁)``, source draws pushed through the forward SDE ``dX = f dt + σ dW``;
+    * ``bridge_forward``: ``(X₀, x₁)``, target draws pulled back through the backward SDE (DSBM's alternating
+      Markovian projections; ``euler_maruyama`` with ``flow.reflow_steps`` steps).
+    """
+    f = config.flow
+    key = jax.random.fold_in(jax.random.key(config.seed), 1000 + stage)
+    k_rows, k_sim = jax.random.split(key)
+    if kind == "bridge_forward":
+        x1 = _draw_rows(config, dataset, k_rows, f.reflow_pairs)
+        x0 = _transport(config, teacher, sde, x1, k_sim, sampler="euler_maruyama", steps=f.reflow_steps,
+                        direction="backward")
+        return x0, x1
+    x0 = _draw_rows(config, source, k_rows, f.reflow_pairs)
+    if kind == "bridge_backward":
+        return x0, _transport(config, teacher, sde, x0, k_sim, sampler="euler_maruyama", steps=f.reflow_steps)
+    steps = None if f.reflow_sampler == "ode_adaptive" else f.reflow_steps
+    return x0, _transport(config, teacher, sde, x0, k_sim, sampler=f.reflow_sampler, steps=steps)
+
+
+def reflow_pool(config: Any, sde, teacher, stage: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(z, Z₁(z))`` of a reflow stage from ``N(0, I)`` (:func:`stage_pool` with ``kind="reflow"``)."""
+    return stage_pool(config, sde, teacher, stage, "reflow", None)
 
 
 def pool_batch(config: Any, pool, step: int, process_index: int, process_count: int):
@@ -206,10 +299,23 @@ class Run:
     step: int
     state: TrainState | None = None
     _dataset: Dataset | None = None
+    _source: Dataset | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
         return C.data_shape(self.config)
+
+    @property
+    def model(self):
+        """The EMA model wrapper (``run.params``), under the name the earlier flow job gave it."""
+        return self.params
+
+    @property
+    def source(self) -> Dataset | None:
+        """The source dataset of a translation run (``data.source``), else None (the source is ``N(0, I)``)."""
+        if self._source is None and C.has_data_source(self.config):
+            self._source = load_dataset(self.config.data, self.config.data.source)
+        return self._source
 
     @property
     def path(self):
@@ -222,11 +328,19 @@ class Run:
             self._dataset = load_dataset(self.config.data)
         return self._dataset
 
+    def source_rows(self, num: int) -> np.ndarray | None:
+        """The first ``num`` held-out source rows in model space (repeated if the split is smaller), or None."""
+        if self.source is None:
+            return None
+        rows = self.source.test[np.arange(num) % len(self.source.test)]
+        return self.source.to_model(rows)
+
     def sample(self, key, num: int, *, batch_size: int | None = None, return_nfe: bool = False,
                **overrides) -> np.ndarray:
-        """``num`` samples in model space with the config's sampler (``overrides`` to ``jaxdiff.sample``)."""
+        """``num`` samples in model space with the config's sampler (``overrides`` to ``jaxdiff.sample``); a
+        translation run carries its first ``num`` held-out source rows to the target."""
         return draw_samples(self.config, self.params, self.sde, key, num, batch_size=batch_size,
-                            return_nfe=return_nfe, **overrides)
+                            return_nfe=return_nfe, x_source=self.source_rows(num), **overrides)
 
     def sample_data_units(self, key, num: int, **kw) -> np.ndarray:
         """Samples in the data's own units (digit levels 0..16, CIFAR pixels 0..255, toy coordinates)."""
@@ -234,10 +348,11 @@ class Run:
 
 
 def draw_samples(config, score_model, sde, key, num: int, *, batch_size: int | None = None, return_nfe: bool = False,
-                 **overrides):
+                 x_source: np.ndarray | None = None, **overrides):
     """``num`` samples (model space, numpy) in batches of ``batch_size`` (default ``eval.batch_size``); with
-    ``return_nfe`` also the mean number of network evaluations per sample path."""
-    from jaxdiff.sampling import sample
+    ``return_nfe`` also the mean number of network evaluations per sample path. ``x_source`` (``[num, *shape]``,
+    model space): start there instead of ``N(0, I)`` (a translation run's source rows)."""
+    from jaxdiff.sampling import sample, translate
 
     name, options = C.sampler_settings(config)
     options.update(overrides)
@@ -247,7 +362,14 @@ def draw_samples(config, score_model, sde, key, num: int, *, batch_size: int | N
     for i, k in enumerate(jax.random.split(key, math.ceil(num / batch_size))):
         n = min(batch_size, num - i * batch_size)
         # one compiled program per distinct batch size: pad the last batch instead of recompiling
-        x, info = sample(k, score_model, sde, shape=(batch_size, *shape), sampler=name, return_info=True, **options)
+        if x_source is None:
+            x, info = sample(k, score_model, sde, shape=(batch_size, *shape), sampler=name, return_info=True,
+                             **options)
+        else:
+            chunk = np.asarray(x_source[i * batch_size: i * batch_size + n], np.float32)
+            chunk = np.concatenate([chunk, np.zeros((batch_size - n, *shape), np.float32)])
+            x, info = translate(k, score_model, sde.path, jnp.asarray(chunk), sampler=name, return_info=True,
+                                **options)
         out.append(np.asarray(x)[:n])
         nfes.append(float(info["nfe"]))
     samples = np.concatenate(out)
@@ -366,6 +488,7 @@ def train(config: Any, workdir: str, *, progress: bool = True, log: Callable[[st
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     C.validate_config(config, device_count=jax.device_count())
     dataset = load_dataset(config.data)
+    source = load_dataset(config.data, config.data.source) if C.has_data_source(config) else None
     os.makedirs(workdir, exist_ok=True)
     check_workdir(config, workdir)
     is_main = jax.process_index() == 0
@@ -387,7 +510,7 @@ def train(config: Any, workdir: str, *, progress: bool = True, log: Callable[[st
     k_init, k_train, k_sample = jax.random.split(key, 3)
 
     def fresh_state():
-        return create_train_state(init_params(network, shape, k_init), optimizer, k_train)
+        return create_train_state(init_model_params(config, network, shape, k_init), optimizer, k_train)
 
     run_stages = C.stages(config)
     total = t.n_iters * len(run_stages)
@@ -403,9 +526,10 @@ def train(config: Any, workdir: str, *, progress: bool = True, log: Callable[[st
     # Flows couple source and target on the global batch: every process reads all its rows (make_flow_pairs).
     stream = make_stream(dataset, global_batch=t.batch_size, seed=config.seed,
                          process_index=0 if flow else jax.process_index(),
-                         process_count=1 if flow else jax.process_count())
+                         process_count=1 if flow else jax.process_count(), source=source,
+                         paired=bool(config.data.paired))
     pairs = make_flow_pairs(config, dataset, process_index=jax.process_index(),
-                            process_count=jax.process_count()) if flow else None
+                            process_count=jax.process_count(), source=source) if flow else None
     iterator = DataIterator(stream)
     start = ckpt.latest_step()
     if start is not None:
@@ -419,18 +543,23 @@ def train(config: Any, workdir: str, *, progress: bool = True, log: Callable[[st
         start = 0
     n_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(abstract_state.params))
     what = f"{t.objective} on {type(sde.path).__name__}, coupling {config.flow.coupling}" if flow else t.sde
+    if C.is_bridge(config):
+        what = f"{t.objective}, bridge σ = {config.flow.sigma:g}, coupling {config.flow.coupling}"
+    if source is not None:
+        what += f", {source.name} → {dataset.name}" + (" (paired)" if config.data.paired else "")
     log(f"{config.model.name} ({what}): {n_params:,} parameters; {jax.device_count()} device(s), {jax.process_count()} "
         f"process(es); batch {t.batch_size}; steps {start} → {total}"
         + (f" (stages {' → '.join(run_stages)}, {t.n_iters} steps each)" if staged else ""))
 
     step_fns: dict[str, Callable] = {}
 
-    def stage_step(kind: str) -> Callable:
+    def stage_step(index: int) -> Callable:
+        kind = "data" if index == 0 else run_stages[index]  # the first stage trains on the data stream
         if kind not in step_fns:
-            if kind in ("dsm", "flow"):
-                loss_fn = make_loss_fn(config, dataset, sde, network, parameterization)
+            if kind == "data":
+                loss_fn = make_loss_fn(config, dataset, sde, network, parameterization, source)
             else:
-                loss_fn = make_pair_loss_fn(config, sde, network, parameterization, distill=kind == "distill")
+                loss_fn = make_pair_loss_fn(config, sde, network, parameterization, kind=kind)
             step_fns[kind] = make_train_step(loss_fn, optimizer, ema_rate=config.model.ema_rate,
                                              ema_warmup=config.model.ema_warmup, mesh=mesh)
         return step_fns[kind]
@@ -447,9 +576,11 @@ def train(config: Any, workdir: str, *, progress: bool = True, log: Callable[[st
     def sample_grid(step_now: int) -> None:
         if not is_main:
             return
-        model = _score_model(network, parameterization, _local_copy(state.ema_params))
+        model = _model_wrapper(config, network, parameterization, sde, _local_copy(state.ema_params))
         num = t.num_grid_samples
-        samples = draw_samples(config, model, sde, jax.random.fold_in(k_sample, step_now), num, batch_size=num)
+        x_source = None if source is None else source.to_model(source.test[np.arange(num) % len(source.test)])
+        samples = draw_samples(config, model, sde, jax.random.fold_in(k_sample, step_now), num, batch_size=num,
+                               x_source=x_source)
         path = os.path.join(workdir, "samples", f"step_{step_now:07d}.png")
         write_sample_grid(path, dataset.to_data_units(samples), dataset)
         log(f"\nwrote {path}")
@@ -482,20 +613,23 @@ def train(config: Any, workdir: str, *, progress: bool = True, log: Callable[[st
         while step < total:
             index = min(step // t.n_iters, len(run_stages) - 1)
             kind = run_stages[index]
-            if kind in ("dsm", "flow"):
+            if index == 0:
                 local = next(iterator)
                 batch = global_batch(pairs(local, step) if flow else local)
             else:
                 if step == index * t.n_iters:  # entering the stage: the teacher is the last stage's EMA model
                     teacher = jax.tree_util.tree_map(jnp.copy, state.ema_params)
+                    if kind.startswith("bridge_"):  # a fresh Adam per DSBM stage: the other drift stays fixed
+                        state = state.replace(opt_state=jax.jit(optimizer.init, out_shardings=replicated)(state.params))
                 if pool_stage != index:  # (re)made from the teacher, deterministically: a resume rebuilds it
+                    how = "SDE" if kind.startswith("bridge_") else f"ODE ({config.flow.reflow_sampler})"
                     log(f"stage {index + 1}/{len(run_stages)} ({kind}): {config.flow.reflow_pairs} pairs from the "
-                        f"previous stage's ODE ({config.flow.reflow_sampler})")
-                    pool = reflow_pool(config, sde, _score_model(network, parameterization, _local_copy(teacher)),
-                                       index)
+                        f"previous stage's {how}")
+                    teacher_model = _model_wrapper(config, network, parameterization, sde, _local_copy(teacher))
+                    pool = stage_pool(config, sde, teacher_model, index, kind, dataset, source)
                     pool_stage = index
                 batch = global_batch(pool_batch(config, pool, step, jax.process_index(), jax.process_count()))
-            state, metrics = stage_step(kind)(state, batch)
+            state, metrics = stage_step(index)(state, batch)
             step += 1
             window.append((step, metrics))
             snapshot = step % t.snapshot_freq == 0 or step == total
@@ -517,8 +651,8 @@ def train(config: Any, workdir: str, *, progress: bool = True, log: Callable[[st
     bar.close()
     del last_good
     run = Run(config=config, workdir=workdir, sde=sde,
-              params=_score_model(network, parameterization, _local_copy(state.ema_params)),
-              network=network, step=step, state=state, _dataset=dataset)
+              params=_model_wrapper(config, network, parameterization, sde, _local_copy(state.ema_params)),
+              network=network, step=step, state=state, _dataset=dataset, _source=source)
     if config.eval.at_end and is_main and (start < total or not os.path.exists(os.path.join(workdir, "eval.json"))):
         evaluate_run(run, log=log)
     return run
@@ -529,9 +663,13 @@ def _local_copy(tree):
     return jax.tree_util.tree_map(lambda a: jnp.asarray(np.asarray(a.addressable_data(0))), tree)
 
 
-def _score_model(network, parameterization, params):
-    from jaxdiff.parameterization import ScoreModel
+def _model_wrapper(config, network, parameterization, sde, params):
+    """The model wrapper of a run: a :class:`jaxdiff.ScoreModel` (network + parameterization), or for a bridge a
+    :class:`jaxdiff.BridgeModel` of its two drift networks (flow time in, as the parameterization reads it)."""
+    from jaxdiff.parameterization import BridgeModel, ScoreModel
 
+    if C.is_bridge(config):
+        return BridgeModel(_flow_apply_fn(network, parameterization, sde), params, float(config.flow.sigma))
     return ScoreModel(make_apply_fn(network), params, parameterization)
 
 
@@ -543,17 +681,17 @@ def _score_model(network, parameterization, params):
 def load_run(workdir: str, *, step: int | None = None) -> Run:
     """Restore a run from its workdir: the config it was trained with and its latest (or ``step``)
     checkpoint. ``run.params`` is the EMA score model; ``jaxdiff.sample(key, run.params, run.sde,
-    shape=(n, *run.shape))`` draws from it with nothing else. A flow job's workdir gives a
-    :class:`jaxdiff.flows.run.FlowRun` (``run.model``, ``run.path``)."""
+    shape=(n, *run.shape))`` draws from it with nothing else; every family gives this :class:`Run` (a bridge's
+    ``run.params`` is a :class:`jaxdiff.BridgeModel`; ``jaxdiff.translate(key, run.params, run.path, x0)``).
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{workdir!r} is not a jaxdiff run: {path} is missing.")
     with open(path) as fh:
         text = fh.read()
-    if json.loads(text).get("kind") == "flow":  # a flow job (experiments/configs/{fm,rf,sb}_*.py)
-        from jaxdiff.flows.run import load_flow_run
-
-        return load_flow_run(workdir)
+    if json.loads(text).get("kind") == "flow":
+        raise C.ConfigError(f"{workdir!r} was written by the earlier flow job (jaxdiff.flows.run), which the one "
+                            "training job replaced; retrain it with python -m experiments.train and the same config "
+                            "file (experiments/configs/{fm,rf,sb}_*.py).")
     config = _config_from_json(text)
     config = _with_schema_defaults(config)
     C.validate_config(config)
@@ -565,7 +703,7 @@ def load_run(workdir: str, *, step: int | None = None) -> Run:
     key = jax.random.key(config.seed)
 
     def fresh_state():
-        return create_train_state(init_params(network, shape, key), optimizer, key)
+        return create_train_state(init_model_params(config, network, shape, key), optimizer, key)
 
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=config.training.max_to_keep)
     try:
@@ -579,14 +717,20 @@ def load_run(workdir: str, *, step: int | None = None) -> Run:
             state, meta = ckpt.restore(abstract, step)
     finally:
         ckpt.close()
-    return Run(config=config, workdir=workdir, sde=sde, params=_score_model(network, parameterization, state.ema_params),
+    return Run(config=config, workdir=workdir, sde=sde,
+               params=_model_wrapper(config, network, parameterization, sde, state.ema_params),
                network=network, step=int(state.step), state=state)
 
 
 def evaluate_run(run: Run, *, log: Callable[[str], None] | None = None, write: bool = True) -> dict:
     """The final evaluation, written to ``workdir/eval.json``: bits/dim of held-out data through the
     PF-ODE (Hutchinson) and a sample-quality figure (digits: Fréchet distance in the project's digits
-    classifier's features; toy data: sliced Wasserstein to held-out points)."""
+    classifier's features; 2-D data: exact W2 and sliced Wasserstein to held-out points).
+
+    A translation run (``data.source``) carries the held-out source rows to the target and reports the same
+    figures against the held-out target rows (digit domains: FD_digits of the upright translated digits, the
+    fraction whose class the digits classifier still recognises, and with ``data.paired`` the mean squared
+    error to the paired target); there is no likelihood (the source is a data law, not ``N(0, I)``)."""
     from jaxdiff.likelihood import bits_per_dim, log_likelihood
 
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -600,7 +744,11 @@ def evaluate_run(run: Run, *, log: Callable[[str], None] | None = None, write: b
     held = dataset.test if e.bpd_dataset == "test" else dataset.train
     if e.bpd_num_examples:
         held = held[: e.bpd_num_examples]
-    if e.enable_bpd:
+    gaussian_source = bool(getattr(run.sde, "gaussian_source", True))
+    if e.enable_bpd and not gaussian_source:
+        out["bits_per_dim_note"] = ("not computed: the run's source is a data law or a bridge, so the flow has no "
+                                    "closed-form prior density")
+    elif e.enable_bpd:
         y = np.asarray(preprocess(dataset, k_deq, held))
         logps = []
         for i in range(0, len(y), e.batch_size):
@@ -626,27 +774,43 @@ def evaluate_run(run: Run, *, log: Callable[[str], None] | None = None, write: b
 
     t1 = time.time()
     num = int(e.num_samples)
+    source = run.source
+    if source is not None:  # translation: each held-out source row once
+        num = min(num, len(source.test))
+        out["source"] = source.name
     model_samples, nfe = run.sample(k_sample, num, return_nfe=True)
     samples = dataset.to_data_units(model_samples)
     out["num_samples"] = num
     out["sampler"] = C.sampler_settings(config)[0]
     out["sampler_nfe"] = nfe
     out["sampling_seconds"] = time.time() - t1
-    if dataset.name == "digits":
-        from jaxdiff.metrics import digits_frechet_distance
+    if dataset.name in DIGIT_DOMAINS:
+        from jaxdiff.metrics import digits_classifier, digits_frechet_distance
 
-        out["fd_digits"] = float(digits_frechet_distance(samples, dataset.test, seed=0))
+        upright = digits_upright(dataset.name, samples)
+        out["fd_digits"] = float(digits_frechet_distance(upright, digits_upright(dataset.name, dataset.test), seed=0))
         out["fd_digits_note"] = ("Fréchet distance between generated and held-out images in the feature space "
-                                 "of jaxdiff's deterministic digits classifier (jaxdiff.metrics.digits_classifier)")
+                                 "of jaxdiff's deterministic digits classifier (jaxdiff.metrics.digits_classifier)"
+                                 + (" after undoing the target domain's transform" if dataset.name != "digits" else ""))
+        if source is not None:
+            predicted = digits_classifier(0).predict(upright)
+            out["class_preserved"] = float(np.mean(predicted == source.test_labels[:num]))
+            if config.data.paired:
+                out["mse_to_paired_target"] = float(np.mean((model_samples - dataset.to_model(dataset.test[:num])) ** 2))
     elif dataset.is_image:
         out["fid"] = None
         out["fid_note"] = ("FID is not computed: jaxdiff has no Inception network yet (eval.inception_path is not "
                            "supported); bits/dim above is the run's quality figure.")
     else:
+        from jaxdiff.flows.couplings import exact_w2
         from jaxdiff.metrics import sliced_wasserstein
 
         ref = jnp.asarray(dataset.test)
-        out["sliced_wasserstein"] = float(sliced_wasserstein(jax.random.key(0), jnp.asarray(samples[: len(ref)]), ref))
+        m = min(len(samples), len(ref))
+        out["sliced_wasserstein"] = float(sliced_wasserstein(jax.random.key(0), jnp.asarray(samples[:m]), ref[:m]))
+        m = min(m, 2000)
+        out["w2"] = exact_w2(samples[:m], dataset.test[:m])
+        out["w2_note"] = f"exact W2 between {m} samples and {m} held-out points (torchcfm's figure)"
     out["eval_seconds"] = time.time() - t0
     log(f"samples and quality figure done in {time.time() - t1:.1f} s")
     if write:
