@@ -682,7 +682,7 @@ def load_run(workdir: str, *, step: int | None = None) -> Run:
     """Restore a run from its workdir: the config it was trained with and its latest (or ``step``)
     checkpoint. ``run.params`` is the EMA score model; ``jaxdiff.sample(key, run.params, run.sde,
     shape=(n, *run.shape))`` draws from it with nothing else; every family gives this :class:`Run` (a bridge's
-    ``run.params`` is a :class:`jaxdiff.BridgeModel`; ``jaxdiff.translate(key, run.params, run.path, x0)``).
+    ``run.params`` is a :class:`jaxdiff.BridgeModel`; ``jaxdiff.translate(key, run.params, run.path, x0)``)."""
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{workdir!r} is not a jaxdiff run: {path} is missing.")
