@@ -5,9 +5,8 @@
 from __future__ import annotations
 
 import json
-import sys
 
-from absl import app, flags
+from absl import flags
 
 flags.DEFINE_string("workdir", None, "A run folder written by experiments.train.", required=True)
 flags.DEFINE_integer("num_samples", None, "Override eval.num_samples.")
@@ -20,12 +19,14 @@ def main(argv):
     from absl import logging
 
     logging.set_verbosity(logging.WARNING)
+    from experiments._cli import fail
+    from jaxdiff.training.config import ConfigError
     from jaxdiff.training.run import evaluate_run, load_run
 
     try:
         run = load_run(FLAGS.workdir)
-    except FileNotFoundError as err:
-        sys.exit(f"error: {err}")
+    except (FileNotFoundError, ConfigError) as err:
+        fail(str(err))
     if FLAGS.num_samples is not None:
         run.config.eval.num_samples = FLAGS.num_samples
     if FLAGS.bpd_num_examples is not None:
@@ -34,4 +35,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from experiments._cli import run
+
+    run(main)

@@ -8,9 +8,8 @@ CIFAR-10 pixels 0..255 as uint8 NHWC, toy coordinates as float32) and ``FILE.png
 from __future__ import annotations
 
 import os
-import sys
 
-from absl import app, flags
+from absl import flags
 
 flags.DEFINE_string("workdir", None, "A run folder written by experiments.train.", required=True)
 flags.DEFINE_integer("num", 64, "Number of samples.")
@@ -29,17 +28,20 @@ def main(argv):
     from absl import logging
 
     logging.set_verbosity(logging.WARNING)
+    from experiments._cli import fail
     from jaxdiff.sampling import samplers
+    from jaxdiff.training.config import ConfigError
     from jaxdiff.training.run import load_run, write_sample_grid
 
     if FLAGS.num < 1:
-        sys.exit(f"error: --num must be ≥ 1, got {FLAGS.num}.")
+        fail(f"--num must be ≥ 1, got {FLAGS.num}.")
     if FLAGS.sampler is not None and FLAGS.sampler not in samplers():
-        sys.exit(f"error: --sampler={FLAGS.sampler!r} is not one of {sorted(samplers())}.")
+        fail(f"--sampler={FLAGS.sampler!r} is not one of {sorted(samplers())}.")
+
     try:
         run = load_run(FLAGS.workdir)
-    except FileNotFoundError as err:
-        sys.exit(f"error: {err}")
+    except (FileNotFoundError, ConfigError) as err:
+        fail(str(err))
     overrides = {}
     if FLAGS.sampler:
         run.config.sampling.sampler = FLAGS.sampler
@@ -57,4 +59,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from experiments._cli import run
+
+    run(main)

@@ -2,7 +2,8 @@
 --workdir=outputs/digits [--config.training.n_iters=...]``.
 
 Without ``--config`` the embedded default (digits) is used. Giving the same ``--workdir`` again resumes
-from its latest checkpoint. Exit status: 0 done, 2 bad config / data / workdir, 3 non-finite loss.
+from its newest readable checkpoint (a damaged newer one is reported and renamed aside). Exit status: 0 done,
+2 bad config / flag / data / workdir (also: the workdir is in use by another training process), 3 non-finite loss.
 """
 
 from __future__ import annotations
@@ -10,10 +11,14 @@ from __future__ import annotations
 import os
 import sys
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
 _DEFAULT = os.path.join(os.path.dirname(__file__), "configs", "vp_digits.py")
+if __name__ == "__main__":  # ml_collections applies --config.* overrides while defining the flag: check them first
+    from experiments._cli import check_config_args
+
+    check_config_args(sys.argv, _DEFAULT)
 config_flags.DEFINE_config_file("config", _DEFAULT, "Path to a config file (get_config()).", lock_config=True)
 flags.DEFINE_string("workdir", None, "Run folder: checkpoints, metrics.jsonl, samples/, eval.json.")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
@@ -33,13 +38,15 @@ def main(argv):
     if FLAGS.coordinator:
         jax.distributed.initialize(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id)
     from jaxdiff.training.config import ConfigError
+    from jaxdiff.training.data import DataError
+    from jaxdiff.training.lock import WorkdirLockedError
     from jaxdiff.training.run import NonFiniteLossError, train
 
     config = FLAGS.config
     workdir = FLAGS.workdir or os.path.join("outputs", os.path.splitext(os.path.basename(_config_path()))[0])
     try:
         run = train(config, workdir, progress=FLAGS.progress)
-    except (ConfigError, FileNotFoundError) as err:
+    except (ConfigError, DataError, FileNotFoundError, WorkdirLockedError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     except NonFiniteLossError as err:
@@ -61,4 +68,6 @@ def _config_path() -> str:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from experiments._cli import run
+
+    run(main)

@@ -132,10 +132,14 @@ def coupling_indices(key: Array, x0: Any, x1: Any, coupling: str = "independent"
     if coupling not in COUPLINGS:
         raise ValueError(f"coupling must be one of {COUPLINGS}, got coupling={coupling!r}.")
     x0, x1 = jnp.asarray(x0), jnp.asarray(x1)
+    if x0.ndim < 1 or x0.shape[1:] != x1.shape[1:]:
+        raise ValueError(f"x0 and x1 must be batches of examples of the same shape, got x0.shape={x0.shape} and "
+                         f"x1.shape={x1.shape}.")
     n = x0.shape[0]
     if coupling in ("independent", "paired"):
-        if coupling == "paired" and n != x1.shape[0]:
-            raise ValueError(f"paired coupling needs batches of equal size, got {n} and {x1.shape[0]}.")
+        if n != x1.shape[0]:
+            raise ValueError(f"coupling={coupling!r} needs batches of equal size, got x0 with {n} rows and x1 with "
+                             f"{x1.shape[0]}.")
         return jnp.arange(n), jnp.arange(n)
     if coupling == "sinkhorn":
         if epsilon is None:

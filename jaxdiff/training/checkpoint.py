@@ -3,17 +3,53 @@
 A save is atomic in orbax (written to a temporary directory, then renamed), so a run killed during a
 save resumes from the last complete checkpoint. ``meta`` is a small JSON dict stored beside the state
 (e.g. the config and the data iterator's position).
+
+A checkpoint is trusted only once it has been read completely: :meth:`Checkpointer.restore_readable` tries
+the newest step, then older ones; a step that cannot be read while an older one can (a truncated, deleted
+or garbled file: a full disk, a partial copy) is reported in one line and renamed aside (``<step>.damaged``,
+never deleted), and the newest readable step is used. When no step is readable nothing is moved and
+:class:`NoReadableCheckpointError` names the folder.
 """
 
 from __future__ import annotations
 
+import gc
 import os
-from typing import Any
+import sys
+from typing import Any, Callable
 
 import jax
 import orbax.checkpoint as ocp
 
 from jaxdiff import _validation as V
+
+
+class NoReadableCheckpointError(FileNotFoundError):
+    """No checkpoint of a folder can be read (the message names the folder and every step's reason)."""
+
+
+def _reason(err: BaseException) -> str:
+    """A one-line reason for a failed read: the innermost cause's type and the first line of its message
+    (without TensorStore's spec dump)."""
+    while err.__cause__ is not None and str(err.__cause__).strip():
+        err = err.__cause__
+    text = str(err).split(" See full TensorStore details")[0].strip().splitlines()
+    line = text[0] if text else ""
+    return f"{type(err).__name__}: {line[:200]}" + ("…" if len(line) > 200 else "")
+
+
+class _QuietUnraisable:
+    """Silence Python's 'Exception ignored in <coroutine …>' dumps of orbax's concurrent reads of a damaged
+    step (the failure itself is reported in one line)."""
+
+    def __enter__(self):
+        self._hook = sys.unraisablehook
+        sys.unraisablehook = lambda unraisable: None
+        return self
+
+    def __exit__(self, *exc):
+        sys.unraisablehook = self._hook
+        return False
 
 
 class Checkpointer:
@@ -45,7 +81,8 @@ class Checkpointer:
     def restore(self, like_state: Any, step: int | None = None) -> tuple[Any, dict]:
         """Restore checkpoint ``step`` (default: the latest) into the structure, shapes, dtypes and
         shardings of ``like_state`` (a state or its ``jax.eval_shape``; leaves without a sharding are
-        restored onto this process's first device, whatever topology saved them)."""
+        restored onto this process's first device, whatever topology saved them). No fallback: see
+        :meth:`restore_readable`."""
         step = self.latest_step() if step is None else int(step)
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {self.directory}.")
@@ -62,6 +99,53 @@ class Checkpointer:
             step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore())
         )
         return restored["state"], dict(restored["meta"] or {})
+
+    def restore_readable(self, like_state: Any, *, validate: Callable[[Any, dict], None] | None = None,
+                         log: Callable[[str], None] | None = None, move_aside: bool = True) -> tuple[Any, dict, int]:
+        """``(state, meta, step)`` of the newest checkpoint that can be read completely (and passes
+        ``validate(state, meta)``, which raises on a bad ``meta``). Newer steps that cannot be read are
+        reported through ``log`` in one line each and, when an older step is readable and ``move_aside``,
+        renamed to ``<step>.damaged`` (never deleted). Raises :class:`NoReadableCheckpointError` (nothing
+        moved) when no step is readable, ``FileNotFoundError`` when there is none."""
+        log = log or (lambda msg: None)
+        steps = sorted(self.all_steps(), reverse=True)
+        if not steps:
+            raise FileNotFoundError(f"no checkpoint in {self.directory}.")
+        failed: list[tuple[int, str]] = []
+        for step in steps:
+            with _QuietUnraisable():
+                try:
+                    state, meta = self.restore(like_state, step)
+                    if validate is not None:
+                        validate(state, meta)
+                except Exception as err:  # noqa: BLE001  (any failure to read is a damaged step)
+                    failed.append((step, _reason(err)))
+                    del err
+                    gc.collect()  # orbax's abandoned concurrent reads die here, silently, not later
+                    continue
+            for bad, reason in failed:
+                where = self._move_aside(bad) if move_aside else os.path.join(self.directory, str(bad))
+                log(f"warning: checkpoint step {bad} in {self.directory} cannot be read ({reason}); "
+                    f"{'moved aside to ' if move_aside else 'left at '}{where}; using step {step}")
+            return state, meta, step
+        details = "; ".join(f"step {s}: {r}" for s, r in failed)
+        raise NoReadableCheckpointError(f"no checkpoint in {self.directory} can be read ({details}); nothing was "
+                                        "moved. If the run's config or code changed since it was saved, use the "
+                                        "original; else restore the folder from a copy.")
+
+    def _move_aside(self, step: int) -> str:
+        """Rename the folder of ``step`` to ``<step>.damaged`` (``.damaged.1``, … if taken); the manager no longer
+        sees it. Returns the new path."""
+        source = os.path.join(self.directory, str(step))
+        target = source + ".damaged"
+        k = 0
+        while os.path.exists(target):
+            k += 1
+            target = f"{source}.damaged.{k}"
+        if os.path.exists(source):
+            os.rename(source, target)
+        self._manager.reload()
+        return target
 
     def close(self) -> None:
         self._manager.wait_until_finished()

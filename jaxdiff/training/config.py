@@ -273,7 +273,7 @@ def validate_config(config: Any, *, device_count: int | None = None) -> ml_colle
 
     objective = get("training.objective")
     choice("training.objective", OBJECTIVES)
-    if objective in ("flow_matching", "interpolant"):
+    if objective in OBJECTIVES[1:]:  # every flow objective (bridges included)
         choice("flow.path", FLOW_PATHS)
         nonnegative("flow.sigma")
         v = get("flow.sigma_min")

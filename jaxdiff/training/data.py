@@ -20,6 +20,7 @@ import dataclasses
 import os
 import pickle
 import tarfile
+import zlib
 from typing import Any, Iterator
 
 import grain
@@ -41,6 +42,11 @@ CIFAR_HELP = (
     "https://www.cs.toronto.edu/~kriz/cifar.html and pass its path, or the folder it extracts to "
     "(cifar-10-batches-py), as --config.data.path=/path/to/cifar-10-python.tar.gz."
 )
+
+
+class DataError(ValueError):
+    """A data file that exists but is not what it should be (truncated, another format, wrong shapes); the
+    message names the file and the config field that points to it."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -146,11 +152,15 @@ def _cifar_members(path: str) -> dict[str, bytes]:
             with open(file, "rb") as f:
                 out[name] = f.read()
         return out
-    with tarfile.open(path, "r:*") as tar:
-        for member in tar.getmembers():
-            base = os.path.basename(member.name)
-            if base in names and member.isfile():
-                out[base] = tar.extractfile(member).read()
+    try:
+        with tarfile.open(path, "r:*") as tar:
+            for member in tar.getmembers():
+                base = os.path.basename(member.name)
+                if base in names and member.isfile():
+                    out[base] = tar.extractfile(member).read()
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
+        raise DataError(f"data.path={path!r} is not a readable CIFAR-10 python archive (cifar-10-python.tar.gz): "
+                        f"{type(err).__name__}: {err}. It may be truncated or another file.") from None
     missing = [n for n in names if n not in out]
     if missing:
         raise ValueError(f"data.path={path!r} is not the CIFAR-10 python archive: {missing} missing inside it.")
@@ -164,13 +174,20 @@ def load_cifar10_arrays(path: str) -> tuple[Array, Array, Array, Array]:
         raise FileNotFoundError(CIFAR_HELP.format(path=path))
     members = _cifar_members(path)
 
-    def decode(raw: bytes) -> tuple[Array, Array]:
-        batch = pickle.loads(raw, encoding="bytes")
-        data = np.asarray(batch[b"data"], np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-        return data, np.asarray(batch[b"labels"], np.int32)
+    def decode(name: str) -> tuple[Array, Array]:
+        try:
+            batch = pickle.loads(members[name], encoding="bytes")
+            data = np.asarray(batch[b"data"], np.uint8)
+            labels = np.asarray(batch[b"labels"], np.int32)
+            if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or labels.shape != (data.shape[0],):
+                raise ValueError(f"arrays of shape {data.shape} and labels {labels.shape}, expected [n, 3072] and [n]")
+        except Exception as err:  # noqa: BLE001  (any decoding failure: the file is not CIFAR-10's)
+            raise DataError(f"data.path={path!r}: the member {name!r} is not a CIFAR-10 batch ({type(err).__name__}: "
+                            f"{err}).") from None
+        return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
 
-    train = [decode(members[f"data_batch_{i}"]) for i in range(1, 6)]
-    test_x, test_y = decode(members["test_batch"])
+    train = [decode(f"data_batch_{i}") for i in range(1, 6)]
+    test_x, test_y = decode("test_batch")
     return (np.concatenate([t[0] for t in train]), np.concatenate([t[1] for t in train]), test_x, test_y)
 
 
@@ -372,6 +389,7 @@ class DataIterator:
 
 __all__ = [
     "CIFAR_HELP",
+    "DataError",
     "DATASETS",
     "DIGIT_DOMAINS",
     "LAW_DATASETS",

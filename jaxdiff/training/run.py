@@ -41,6 +41,7 @@ from jaxdiff.training.data import (
     make_stream,
     preprocess,
 )
+from jaxdiff.training.lock import WorkdirLock
 from jaxdiff.training.step import TrainState, create_train_state, make_train_step
 
 # --------------------------------------------------------------------------------------------------
@@ -482,14 +483,48 @@ def train(config: Any, workdir: str, *, progress: bool = True, log: Callable[[st
 
     Everything that can be checked is checked before compiling: the config (against the schema and the
     device count), the data (a missing CIFAR-10 path says what to download), and the workdir (a saved
-    run with an incompatible config is refused). A non-finite loss stops the run with
-    :class:`NonFiniteLossError` naming the step; the last checkpoint saved is the last good state.
+    run with an incompatible config is refused; a workdir that is a file or not writable too). One process
+    trains into a workdir at a time (:class:`jaxdiff.training.lock.WorkdirLock`, held by process 0: a second
+    launch raises :class:`~jaxdiff.training.lock.WorkdirLockedError` naming the holder). On resume the newest
+    checkpoint that reads completely is used (:meth:`Checkpointer.restore_readable`: damaged newer steps are
+    reported and renamed aside). A non-finite loss stops the run with :class:`NonFiniteLossError` naming the
+    step; the last checkpoint saved is the last good state.
     """
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     C.validate_config(config, device_count=jax.device_count())
+    check_workdir_path(workdir)
     dataset = load_dataset(config.data)
     source = load_dataset(config.data, config.data.source) if C.has_data_source(config) else None
     os.makedirs(workdir, exist_ok=True)
+    lock = WorkdirLock(workdir, log=log).acquire() if jax.process_index() == 0 else None
+    try:
+        return _train(config, workdir, dataset, source, progress=progress, log=log)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def check_workdir_path(workdir: str) -> None:
+    """Refuse (:class:`ConfigError`) a workdir that is a file, or a folder this process cannot write."""
+    if not isinstance(workdir, str) or not workdir:
+        raise C.ConfigError(f"workdir must be a folder path, got {workdir!r}.")
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise C.ConfigError(f"workdir {workdir!r} is a file, not a folder: use another --workdir.")
+    if os.path.isdir(workdir):
+        if not os.access(workdir, os.W_OK | os.X_OK):
+            raise C.ConfigError(f"workdir {workdir!r} is not writable by this user: use another --workdir.")
+        return
+    parent = os.path.dirname(os.path.abspath(workdir))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+        raise C.ConfigError(f"workdir {workdir!r} cannot be created: {parent!r} is "
+                            f"{'not a folder' if not os.path.isdir(parent) else 'not writable'}.")
+
+
+def _train(config: Any, workdir: str, dataset: Dataset, source: Dataset | None, *, progress: bool,
+           log: Callable[[str], None]) -> Run:
+    """:func:`train` once the config, data and workdir are checked and the workdir's lock is held."""
     check_workdir(config, workdir)
     is_main = jax.process_index() == 0
     if is_main and not os.path.exists(os.path.join(workdir, "config.json")):
@@ -533,9 +568,14 @@ def train(config: Any, workdir: str, *, progress: bool = True, log: Callable[[st
     iterator = DataIterator(stream)
     start = ckpt.latest_step()
     if start is not None:
-        restored, meta = ckpt.restore(abstract)
+        def readable(restored_, meta_):  # a step is trusted once its state and iterator position both read
+            step_ = int(np.asarray((restored_["train"] if staged else restored_).step.addressable_data(0)))
+            if meta_.get("step") != step_:
+                raise ValueError(f"the metadata's step {meta_.get('step')!r} is not the state's step {step_}")
+            iterator.set_state(meta_["data_iterator"])
+
+        restored, meta, start = ckpt.restore_readable(abstract, validate=readable, log=log, move_aside=is_main)
         state, teacher = (restored["train"], restored["teacher"]) if staged else (restored, None)
-        iterator.set_state(meta["data_iterator"])
         log(f"resumed {workdir} from checkpoint step {start}")
     else:
         state = jax.jit(fresh_state, out_shardings=replicated)()
@@ -678,11 +718,17 @@ def _model_wrapper(config, network, parameterization, sde, params):
 # --------------------------------------------------------------------------------------------------
 
 
-def load_run(workdir: str, *, step: int | None = None) -> Run:
+def _warn(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def load_run(workdir: str, *, step: int | None = None, log: Callable[[str], None] | None = None) -> Run:
     """Restore a run from its workdir: the config it was trained with and its latest (or ``step``)
     checkpoint. ``run.params`` is the EMA score model; ``jaxdiff.sample(key, run.params, run.sde,
     shape=(n, *run.shape))`` draws from it with nothing else; every family gives this :class:`Run` (a bridge's
-    ``run.params`` is a :class:`jaxdiff.BridgeModel`; ``jaxdiff.translate(key, run.params, run.path, x0)``)."""
+    ``run.params`` is a :class:`jaxdiff.BridgeModel`; ``jaxdiff.translate(key, run.params, run.path, x0)``).
+    Without ``step``, the newest checkpoint that reads completely (damaged newer ones are reported through
+    ``log``, default stderr, and renamed aside); with ``step``, that one or a clear error."""
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{workdir!r} is not a jaxdiff run: {path} is missing.")
@@ -710,11 +756,22 @@ def load_run(workdir: str, *, step: int | None = None) -> Run:
         if ckpt.latest_step() is None:
             raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}.")
         abstract = jax.eval_shape(fresh_state)
-        if len(C.stages(config)) > 1:  # a staged run's checkpoint also holds the stage's teacher
-            restored, meta = ckpt.restore({"train": abstract, "teacher": abstract.params}, step)
-            state = restored["train"]
+        staged = len(C.stages(config)) > 1  # a staged run's checkpoint also holds the stage's teacher
+        like = {"train": abstract, "teacher": abstract.params} if staged else abstract
+        if step is None:
+            restored, meta, _ = ckpt.restore_readable(like, log=log or _warn, move_aside=jax.process_index() == 0)
         else:
-            state, meta = ckpt.restore(abstract, step)
+            if int(step) not in ckpt.all_steps():
+                raise FileNotFoundError(f"step={step} is not a checkpoint of {ckpt.directory}; it has "
+                                        f"{ckpt.all_steps()}.")
+            try:
+                restored, meta = ckpt.restore(like, step)
+            except Exception as err:  # noqa: BLE001
+                from jaxdiff.training.checkpoint import NoReadableCheckpointError, _reason
+
+                raise NoReadableCheckpointError(f"checkpoint step {step} in {ckpt.directory} cannot be read "
+                                                f"({_reason(err)}).") from None
+        state = restored["train"] if staged else restored
     finally:
         ckpt.close()
     return Run(config=config, workdir=workdir, sde=sde,
