@@ -27,7 +27,7 @@ from jaxdiff import _validation as V
 from jaxdiff.paths import Interpolant
 from jaxdiff.processes import LinearProcess
 from jaxdiff.sampling._core import Model
-from jaxdiff.sampling.api import resolve_model
+from jaxdiff.sampling.api import TRACES, resolve_model
 
 Array = jax.Array
 
@@ -117,6 +117,7 @@ def log_likelihood(
 
 
 def _solve_impl(key, wrapper, sde, x, t0, *, divergence, probe, rtol, atol, max_steps, prior_log_prob):
+    TRACES["log_likelihood"] += 1  # (Python body: runs once per compilation)
     model = Model(sde=sde, wrapper=wrapper)
     if divergence == "hutchinson":
         z = (jax.random.rademacher(key, x.shape, x.dtype) if probe == "rademacher"

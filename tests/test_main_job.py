@@ -13,6 +13,7 @@ import sys
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -108,6 +109,23 @@ def test_load_run_gives_what_sample_needs(digits_run):
     assert x.shape == (5, 8, 8, 1) and np.all(np.isfinite(np.asarray(x)))
     levels = run.dataset.to_data_units(np.asarray(x))
     assert levels.dtype == np.uint8 and levels.max() <= 16
+
+
+def test_a_reloaded_run_reuses_the_compiled_sampler_and_likelihood(digits_run):
+    """Compile once: two load_runs of the same workdir build two wrappers of equal networks; the second sample and
+    log_likelihood hit the first's compiled programs (a trace counter in their Python bodies)."""
+    import jaxdiff
+    from jaxdiff.sampling.api import TRACES
+
+    workdir, _ = digits_run
+    x = np.zeros((3, 8, 8, 1), np.float32)
+    counts = []
+    for _ in range(2):
+        run = jaxdiff.load_run(workdir)
+        jaxdiff.sample(jax.random.key(1), run.params, run.path, shape=(3, 8, 8, 1), sampler="ode_euler", steps=2)
+        jaxdiff.log_likelihood(jax.random.key(2), run.params, run.path, jnp.asarray(x), rtol=1e-2, atol=1e-2)
+        counts.append((TRACES["sample"], TRACES["log_likelihood"]))
+    assert counts[1] == counts[0], counts
 
 
 def test_sample_cli_writes_npz_in_data_units(digits_run, tmp_path):

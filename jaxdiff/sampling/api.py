@@ -7,6 +7,7 @@ the one place where flow time becomes process time), and a model wrapper (``Scor
 
 from __future__ import annotations
 
+import collections
 import functools
 from typing import Any, Callable
 
@@ -23,6 +24,7 @@ from jaxdiff.sampling._grid import GRIDS, check_grid, sigma_tilde, time_grid
 
 Array = jax.Array
 
+TRACES: collections.Counter = collections.Counter()  # compilations of the samplers (tests: compile once)
 _FRONT_DOOR = ("shape", "sampler", "steps", "score_fn", "velocity_fn", "x_init", "ts", "t_end", "grid", "rho",
                "sigma_min", "denoise", "return_info", "trajectory", "dtype")
 
@@ -368,6 +370,7 @@ def _check_option_values(sampler: str, options: dict) -> None:
                                              "diffusion"))
 def _run(key, wrapper, sde, x_init, run_ts, final_t, *, sampler, options, shape, dtype, trajectory, first_step,
          diffusion):
+    TRACES["sample"] += 1  # (Python body: runs once per compilation)
     spec = get_spec(sampler)
     model = Model(sde=sde, wrapper=wrapper, diffusion=diffusion)
     k_prior, k_run = jax.random.split(key)

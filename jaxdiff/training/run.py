@@ -49,15 +49,24 @@ from jaxdiff.training.step import TrainState, create_train_state, make_train_ste
 # --------------------------------------------------------------------------------------------------
 
 
-def make_apply_fn(network) -> Callable:
-    """``apply_fn(params, x, noise_in, key=None)``: dropout on (``train=True``) iff a key is given."""
+@dataclasses.dataclass(frozen=True)
+class NetworkApply:
+    """``apply_fn(params, x, noise_in, key=None)`` of a Flax network: dropout on (``train=True``) iff a key is
+    given. Equal (and equally hashed) for equal networks, so a model wrapper rebuilt from the same network — a
+    sample grid, a second :func:`load_run` — reuses the compiled samplers and likelihood instead of tracing
+    them again (the wrapper's ``apply_fn`` is a static part of every compiled program)."""
 
-    def apply_fn(params, x, noise_in, key=None):
+    network: Any
+
+    def __call__(self, params, x, noise_in, key=None):
         if key is None:
-            return network.apply({"params": params}, x, noise_in, train=False)
-        return network.apply({"params": params}, x, noise_in, train=True, rngs={"dropout": key})
+            return self.network.apply({"params": params}, x, noise_in, train=False)
+        return self.network.apply({"params": params}, x, noise_in, train=True, rngs={"dropout": key})
 
-    return apply_fn
+
+def make_apply_fn(network) -> Callable:
+    """``apply_fn(params, x, noise_in, key=None)`` (a :class:`NetworkApply`): dropout on iff a key is given."""
+    return NetworkApply(network)
 
 
 def init_params(network, shape: tuple[int, ...], key) -> Any:
@@ -77,15 +86,23 @@ def init_model_params(config: Any, network, shape: tuple[int, ...], key) -> Any:
     return init_params(network, shape, key)
 
 
-def _flow_apply_fn(network, parameterization, sde) -> Callable:
+@dataclasses.dataclass(frozen=True)
+class FlowTimeApply:
     """``apply_fn(params, x, t_flow, key=None)``: the network's raw output(s) at flow time ``t_flow`` read through
-    the run's parameterization (the one time edge: ``sde.process_time``)."""
-    net = make_apply_fn(network)
+    the run's parameterization (the one time edge: ``sde.process_time``); equal for equal parts (see
+    :class:`NetworkApply`)."""
 
-    def apply_fn(params, x, t_flow, key=None):
-        return parameterization(net, params, sde, x, sde.process_time(t_flow), key=key)
+    network: Any
+    parameterization: Any
+    sde: Any
 
-    return apply_fn
+    def __call__(self, params, x, t_flow, key=None):
+        return self.parameterization(NetworkApply(self.network), params, self.sde, x, self.sde.process_time(t_flow),
+                                     key=key)
+
+
+def _flow_apply_fn(network, parameterization, sde) -> Callable:
+    return FlowTimeApply(network, parameterization, sde)
 
 
 def _bridge_loss(config: Any, apply_fn: Callable, directions: tuple[str, ...], model_key: bool = False) -> Callable:
