@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import subprocess
+import sys
+import time
 
 import jax
 
@@ -35,3 +39,40 @@ def publish(text: str, write: bool) -> None:
     if write:
         with open(RESULTS, "a") as fh:
             fh.write(text)
+
+
+def train_job(config_path: str, workdir: str, overrides=(), *, steps: int | None = None) -> dict:
+    """Run ``python -m experiments.train`` on a config file (``--config.training.n_iters=steps`` when given) and
+    return its eval.json with ``wall_s`` (the whole command) and ``train_s`` (wall minus the evaluation)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    args = [sys.executable, "-m", "experiments.train", f"--config={config_path}", f"--workdir={workdir}",
+            "--progress=false", *overrides]
+    if steps:
+        args.append(f"--config.training.n_iters={steps}")
+    started = time.time()
+    proc = subprocess.run(args, cwd=root, capture_output=True, text=True)
+    wall = time.time() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"{os.path.basename(config_path)} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    with open(os.path.join(workdir, "eval.json")) as fh:
+        result = json.load(fh)
+    result.update(wall_s=wall, train_s=wall - result.get("eval_seconds", 0.0))
+    return result
+
+
+def parse_runs(description: str, runs, outdir: str, steps_help: str, argv=None):
+    """``(args, names)`` of a benchmark that trains a subset of ``runs`` through the job: ``--runs``, ``--steps``,
+    ``--outdir``, ``--no-write`` (unknown run names are refused naming the known ones)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--runs", default=",".join(runs), help=f"comma-separated subset of {list(runs)}")
+    parser.add_argument("--steps", type=int, default=None, help=steps_help)
+    parser.add_argument("--outdir", default=outdir)
+    parser.add_argument("--no-write", action="store_true", help="do not append to RESULTS.md")
+    args = parser.parse_args(argv)
+    names = [n.strip() for n in args.runs.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(runs))
+    if unknown:
+        parser.error(f"unknown run(s) {unknown}; choose from {list(runs)}")
+    return args, names

@@ -11,15 +11,11 @@ benchmarks/RESULTS.md with the machine and date.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import os
-import subprocess
-import sys
-import time
 
-from benchmarks._common import machine_description, publish
+from benchmarks._common import machine_description, parse_runs, publish, train_job
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(ROOT, "experiments", "configs")
@@ -38,32 +34,13 @@ GMM_BPD, KDE_FD = 2.5856, 5.680  # benchmarks.digits_baselines on the same split
 
 def run_one(name: str, workdir: str, steps: int | None) -> dict:
     label, config, overrides = RUNS[name]
-    args = [sys.executable, "-m", "experiments.train", f"--config={os.path.join(CONFIGS, config)}",
-            f"--workdir={workdir}", "--progress=false", *overrides]
-    if steps:
-        args.append(f"--config.training.n_iters={steps}")
-    started = time.time()
-    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
-    wall = time.time() - started
-    if proc.returncode != 0:
-        raise RuntimeError(f"{name} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    with open(os.path.join(workdir, "eval.json")) as fh:
-        result = json.load(fh)
-    result.update(label=label, wall_s=wall, train_s=wall - result.get("eval_seconds", 0.0))
+    result = train_job(os.path.join(CONFIGS, config), workdir, overrides, steps=steps)
+    result.update(label=label)
     return result
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Digits: VP-SDE vs I-CFM, OT-CFM, rectified flow, interpolant.")
-    parser.add_argument("--runs", default=",".join(RUNS), help=f"comma-separated subset of {list(RUNS)}")
-    parser.add_argument("--steps", type=int, default=None, help="training steps (default: the configs' 3,000)")
-    parser.add_argument("--outdir", default=os.path.join(ROOT, "outputs", "digits_families"))
-    parser.add_argument("--no-write", action="store_true", help="do not append to RESULTS.md")
-    args = parser.parse_args(argv)
-    names = [n.strip() for n in args.runs.split(",") if n.strip()]
-    unknown = sorted(set(names) - set(RUNS))
-    if unknown:
-        parser.error(f"unknown run(s) {unknown}; choose from {list(RUNS)}")
+    args, names = parse_runs("Digits: VP-SDE vs I-CFM, OT-CFM, rectified flow, interpolant.", RUNS, os.path.join(ROOT, "outputs", "digits_families"), "training steps (default: the configs' 3,000)", argv)
     rows = []
     for name in names:
         result = run_one(name, os.path.join(args.outdir, name), args.steps)

@@ -12,15 +12,10 @@ benchmarks/RESULTS.md with the machine and date.
 
 from __future__ import annotations
 
-import argparse
 import datetime
-import json
 import os
-import subprocess
-import sys
-import time
 
-from benchmarks._common import machine_description, publish
+from benchmarks._common import machine_description, parse_runs, publish, train_job
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(ROOT, "experiments", "configs")
@@ -49,33 +44,8 @@ def w2_floor(name: str) -> float | None:
     return exact_w2(a, b)
 
 
-def run_one(name: str, workdir: str, steps: int | None) -> dict:
-    args = [sys.executable, "-m", "experiments.train", f"--config={os.path.join(CONFIGS, name + '.py')}",
-            f"--workdir={workdir}", "--progress=false"]
-    if steps:
-        args.append(f"--config.training.n_iters={steps}")
-    started = time.time()
-    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
-    wall = time.time() - started
-    if proc.returncode != 0:
-        raise RuntimeError(f"{name} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    with open(os.path.join(workdir, "eval.json")) as fh:
-        result = json.load(fh)
-    result.update(wall_s=wall)
-    return result
-
-
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="2-D, translation and bridge configs through the one job.")
-    parser.add_argument("--runs", default=",".join(RUNS), help=f"comma-separated subset of {list(RUNS)}")
-    parser.add_argument("--steps", type=int, default=None, help="training.n_iters per stage (default: the configs')")
-    parser.add_argument("--outdir", default=os.path.join(ROOT, "outputs", "flow_configs"))
-    parser.add_argument("--no-write", action="store_true", help="do not append to RESULTS.md")
-    args = parser.parse_args(argv)
-    names = [n.strip() for n in args.runs.split(",") if n.strip()]
-    unknown = sorted(set(names) - set(RUNS))
-    if unknown:
-        parser.error(f"unknown run(s) {unknown}; choose from {list(RUNS)}")
+    args, names = parse_runs("2-D, translation and bridge configs through the one job.", RUNS, os.path.join(ROOT, "outputs", "flow_configs"), "training.n_iters per stage (default: the configs')", argv)
     lines = [f"\n## flow_configs — {datetime.date.today()} — {machine_description()}\n",
              "Each config of `experiments/configs/` through `python -m experiments.train` (seed 0, one run each"
              + (f", {args.steps} steps per stage" if args.steps else ", the configs' steps") + "). 2-D: exact W2 "
@@ -86,7 +56,7 @@ def main(argv=None):
              "| config | what | W2 (floor) | FD_digits | class kept | paired MSE | sampler (NFE) | wall s |",
              "|---|---|---|---|---|---|---|---|"]
     for name in names:
-        r = run_one(name, os.path.join(args.outdir, name), args.steps)
+        r = train_job(os.path.join(CONFIGS, name + ".py"), os.path.join(args.outdir, name), steps=args.steps)
         floor = w2_floor(name)
         w2 = f"{r['w2']:.3f} ({floor:.3f})" if "w2" in r else "—"
         fd = f"{r['fd_digits']:.2f}" if "fd_digits" in r else "—"
