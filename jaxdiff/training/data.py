@@ -160,7 +160,8 @@ def _cifar_members(path: str) -> dict[str, bytes]:
                     out[base] = tar.extractfile(member).read()
     except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
         raise DataError(f"data.path={path!r} is not a readable CIFAR-10 python archive (cifar-10-python.tar.gz): "
-                        f"{type(err).__name__}: {err}. It may be truncated or another file.") from None
+                        f"{type(err).__name__}: {' '.join(str(err).split())}. It may be truncated or another "
+                        "file.") from None
     missing = [n for n in names if n not in out]
     if missing:
         raise ValueError(f"data.path={path!r} is not the CIFAR-10 python archive: {missing} missing inside it.")
