@@ -13,7 +13,6 @@ never deleted), and the newest readable step is used. When no step is readable n
 
 from __future__ import annotations
 
-import gc
 import os
 import sys
 from typing import Any, Callable
@@ -38,18 +37,29 @@ def _reason(err: BaseException) -> str:
     return f"{type(err).__name__}: {line[:200]}" + ("…" if len(line) > 200 else "")
 
 
-class _QuietUnraisable:
-    """Silence Python's 'Exception ignored in <coroutine …>' dumps of orbax's concurrent reads of a damaged
-    step (the failure itself is reported in one line)."""
+_ORBAX_READ = "_read_array_index_and_device_put"  # orbax's per-array read coroutine
 
-    def __enter__(self):
-        self._hook = sys.unraisablehook
-        sys.unraisablehook = lambda unraisable: None
-        return self
 
-    def __exit__(self, *exc):
-        sys.unraisablehook = self._hook
-        return False
+def _is_abandoned_read(unraisable) -> bool:
+    """An orbax read of a step already reported as damaged, finalised after the failure was handled."""
+    code = getattr(getattr(unraisable, "object", None), "cr_code", None)
+    return code is not None and code.co_name == _ORBAX_READ
+
+
+def _install_read_filter() -> None:
+    """After a damaged step: drop Python's 'Exception ignored in <coroutine …>' dumps of orbax's abandoned reads of
+    that step (they finish in orbax's background loop after the failure was reported in one line); every other
+    unraisable goes to the hook that was installed before."""
+    previous = sys.unraisablehook
+    if getattr(previous, "_jaxdiff_read_filter", False):
+        return
+
+    def hook(unraisable):
+        if not _is_abandoned_read(unraisable):
+            previous(unraisable)
+
+    hook._jaxdiff_read_filter = True
+    sys.unraisablehook = hook
 
 
 class Checkpointer:
@@ -113,16 +123,14 @@ class Checkpointer:
             raise FileNotFoundError(f"no checkpoint in {self.directory}.")
         failed: list[tuple[int, str]] = []
         for step in steps:
-            with _QuietUnraisable():
-                try:
-                    state, meta = self.restore(like_state, step)
-                    if validate is not None:
-                        validate(state, meta)
-                except Exception as err:  # noqa: BLE001  (any failure to read is a damaged step)
-                    failed.append((step, _reason(err)))
-                    del err
-                    gc.collect()  # orbax's abandoned concurrent reads die here, silently, not later
-                    continue
+            try:
+                state, meta = self.restore(like_state, step)
+                if validate is not None:
+                    validate(state, meta)
+            except Exception as err:  # noqa: BLE001  (any failure to read is a damaged step)
+                failed.append((step, _reason(err)))
+                _install_read_filter()
+                continue
             for bad, reason in failed:
                 where = self._move_aside(bad) if move_aside else os.path.join(self.directory, str(bad))
                 log(f"warning: checkpoint step {bad} in {self.directory} cannot be read ({reason}); "
