@@ -71,6 +71,7 @@ def log_likelihood(
     t_start: float | None = None,
     max_steps: int = 4096,
     prior_log_prob: Callable | None = None,
+    on_max_steps: str = "raise",
     return_info: bool = False,
 ):
     r"""``log p(x)`` per example under the model's probability-flow ODE, for every model family.
@@ -86,9 +87,12 @@ def log_likelihood(
       rtol, atol: tolerances of the adaptive solver.
       t_start: the process time the data lives at (default ``sde.t_min``; 0 for an interpolant's target).
       prior_log_prob: ``log p(x_T) -> [batch]`` of the noise/source end (default the process's prior).
+      max_steps, on_max_steps: the solver's step cap, and what reaching it does: ``"raise"`` (diffrax's error) or
+        ``"nan"`` (``log_p`` is NaN and ``info["converged"]`` False: an evaluation can cap its cost on a model
+        whose ODE is still irregular, e.g. early in training).
     Returns:
-      ``log_p [batch]``, or ``(log_p, info)`` with ``nfe``, ``prior_log_prob``, ``delta_log_prob`` and
-      ``latent`` (``x`` mapped to ``t_max``).
+      ``log_p [batch]``, or ``(log_p, info)`` with ``nfe``, ``converged``, ``prior_log_prob``, ``delta_log_prob``
+      and ``latent`` (``x`` mapped to ``t_max``).
     """
     is_path = isinstance(sde, Interpolant)
     process = sde.as_process() if is_path else sde
@@ -97,6 +101,7 @@ def log_likelihood(
     V.check_positive("rtol", rtol)
     V.check_positive("atol", atol)
     V.check_int_at_least("max_steps", max_steps, 1)
+    V.check_choice("on_max_steps", on_max_steps, ("raise", "nan"))
     V.check_floating("x", x)
     if np.ndim(x) < 2:
         raise ValueError(f"x must have shape (batch, *data), got x.shape={np.shape(x)}.")
@@ -112,11 +117,12 @@ def log_likelihood(
     log_p, info = _solve(
         key, model, process, jnp.asarray(x), jnp.asarray(t0, jnp.result_type(x)),
         divergence=divergence, probe=probe, rtol=rtol, atol=atol, max_steps=max_steps, prior_log_prob=prior_log_prob,
+        throw=on_max_steps == "raise",
     )
     return (log_p, info) if return_info else log_p
 
 
-def _solve_impl(key, wrapper, sde, x, t0, *, divergence, probe, rtol, atol, max_steps, prior_log_prob):
+def _solve_impl(key, wrapper, sde, x, t0, *, divergence, probe, rtol, atol, max_steps, prior_log_prob, throw=True):
     TRACES["log_likelihood"] += 1  # (Python body: runs once per compilation)
     model = Model(sde=sde, wrapper=wrapper)
     if divergence == "hutchinson":
@@ -146,15 +152,19 @@ def _solve_impl(key, wrapper, sde, x, t0, *, divergence, probe, rtol, atol, max_
         y0=(x, jnp.zeros((x.shape[0],), x.dtype)),
         stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
         max_steps=max_steps,
+        throw=throw,
     )
     latent, delta = sol.ys[0][-1], sol.ys[1][-1]
     prior = sde.prior_log_prob(latent) if prior_log_prob is None else prior_log_prob(latent)
     nfe = 6 * sol.stats["num_steps"] + 1  # Tsit5: 7 stages, first same as last (vector-field evaluations)
-    return prior + delta, {"nfe": nfe, "prior_log_prob": prior, "delta_log_prob": delta, "latent": latent}
+    converged = sol.result == diffrax.RESULTS.successful
+    log_p = jnp.where(converged, prior + delta, jnp.nan)
+    return log_p, {"nfe": nfe, "converged": converged, "prior_log_prob": prior, "delta_log_prob": delta,
+                   "latent": latent}
 
 
 _solve = jax.jit(
-    _solve_impl, static_argnames=("divergence", "probe", "rtol", "atol", "max_steps", "prior_log_prob")
+    _solve_impl, static_argnames=("divergence", "probe", "rtol", "atol", "max_steps", "prior_log_prob", "throw")
 )
 
 

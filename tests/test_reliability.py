@@ -213,6 +213,8 @@ API_CASES = [
     ("translate dtype", lambda: jaxdiff.translate(KEY, None, jaxdiff.LinearInterpolant(0.0),
                                                   jnp.ones((4, 2), jnp.int32), velocity_fn=_score), TypeError, "x_source"),
     ("log_likelihood model", lambda: jaxdiff.log_likelihood(KEY, None, jaxdiff.VPSDE(), X), ValueError, "score_fn"),
+    ("log_likelihood on_max_steps", lambda: jaxdiff.log_likelihood(KEY, None, jaxdiff.VPSDE(), X, score_fn=_score,
+                                                                   on_max_steps="skip"), ValueError, "on_max_steps"),
     # losses
     ("dsm weighting", lambda: jaxdiff.dsm_loss(jaxdiff.VPSDE(), _score, weighting="nope"), ValueError, "weighting"),
     ("dsm time_sampling", lambda: jaxdiff.dsm_loss(jaxdiff.VPSDE(), _score, time_sampling="nope"), ValueError,
@@ -270,6 +272,19 @@ def test_bad_api_input_is_refused_naming_the_argument(make, error, names):
     message = str(info.value)
     assert names in message, message
     assert not any(s in message for s in INTERNALS), message
+
+
+def test_a_capped_likelihood_solve_reports_instead_of_running_on():
+    """eval.bpd_max_steps: reaching the cap gives NaN and converged=False with on_max_steps="nan" (the job then
+    writes bits_per_dim null with a note), and diffrax's error by default."""
+    log_p, info = jaxdiff.log_likelihood(KEY, None, jaxdiff.VPSDE(), X, score_fn=_score, max_steps=2, rtol=1e-9,
+                                         atol=1e-9, on_max_steps="nan", return_info=True)
+    assert np.isnan(np.asarray(log_p)).all() and not bool(info["converged"])
+    log_p, info = jaxdiff.log_likelihood(KEY, None, jaxdiff.VPSDE(), X, score_fn=_score, on_max_steps="nan",
+                                         return_info=True)
+    assert np.isfinite(np.asarray(log_p)).all() and bool(info["converged"])
+    with pytest.raises(Exception, match="max_steps"):
+        jaxdiff.log_likelihood(KEY, None, jaxdiff.VPSDE(), X, score_fn=_score, max_steps=2, rtol=1e-9, atol=1e-9)
 
 
 def test_the_bad_input_suite_covers_at_least_40_cases():

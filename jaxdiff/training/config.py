@@ -109,6 +109,9 @@ def default_config() -> ml_collections.ConfigDict:
     evaluate.bpd_num_examples = 0  # jaxdiff: 0 = the whole held-out set
     evaluate.bpd_rtol = 1e-5  # jaxdiff: PF-ODE tolerances of the likelihood
     evaluate.bpd_atol = 1e-5
+    # jaxdiff: step cap of the PF-ODE solve per batch; a model whose ODE needs more (early in training) gets
+    # bits_per_dim null and a note instead of minutes of solving
+    evaluate.bpd_max_steps = 4096
     evaluate.inception_path = ""  # jaxdiff: reserved for FID with user-provided Inception weights (not yet)
     evaluate.at_end = True  # jaxdiff: write workdir/eval.json when training ends
 
@@ -341,6 +344,7 @@ def validate_config(config: Any, *, device_count: int | None = None) -> ml_colle
          "bits/dim and, for digits, the classifier-feature Fréchet distance")
     positive("eval.bpd_rtol")
     positive("eval.bpd_atol")
+    integer("eval.bpd_max_steps", 1)
 
     choice("data.dataset", DATASETS, lower=True)
     integer("data.image_size", 1)

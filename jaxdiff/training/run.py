@@ -824,14 +824,23 @@ def evaluate_run(run: Run, *, log: Callable[[str], None] | None = None, write: b
                                     "closed-form prior density")
     elif e.enable_bpd:
         y = np.asarray(preprocess(dataset, k_deq, held))
-        logps = []
+        logps, nfes = [], []
         for i in range(0, len(y), e.batch_size):
             chunk = jnp.asarray(y[i: i + e.batch_size])
-            logps.append(np.asarray(log_likelihood(jax.random.fold_in(k_ll, i), run.params, run.sde, chunk,
-                                                   rtol=e.bpd_rtol, atol=e.bpd_atol)))
+            logp_i, info = log_likelihood(jax.random.fold_in(k_ll, i), run.params, run.sde, chunk, rtol=e.bpd_rtol,
+                                          atol=e.bpd_atol, max_steps=int(e.bpd_max_steps), on_max_steps="nan",
+                                          return_info=True)
+            logps.append(np.asarray(logp_i))
+            nfes.append(float(info["nfe"]))
         logp = np.concatenate(logps)
+        out["bits_per_dim_nfe"] = float(np.max(nfes))
         dims = int(np.prod(dataset.shape))
-        if dataset.num_levels is not None and dataset.dequantize:
+        if not np.all(np.isfinite(logp)):
+            out["bits_per_dim"] = None
+            out["bits_per_dim_note"] = (f"not computed: the probability-flow ODE needed more than eval.bpd_max_steps="
+                                        f"{e.bpd_max_steps} solver steps (an irregular model, e.g. early in training); "
+                                        "raise the cap to compute it")
+        elif dataset.num_levels is not None and dataset.dequantize:
             bpd = np.asarray(bits_per_dim(logp, dims, num_levels=dataset.num_levels, data_width=dataset.data_width))
             out["bits_per_dim"] = float(bpd.mean())
             out["bits_per_dim_stderr"] = float(bpd.std(ddof=1) / math.sqrt(len(bpd)))
