@@ -206,8 +206,9 @@ def make_flow_pairs(config: Any, dataset: Dataset, *, process_index: int = 0, pr
             target, x0 = (np.asarray(a) for a in rows_in)
             x0_model = source.to_model(x0)
         if f.coupling not in ("independent", "paired"):
-            i, j = coupling_indices(jax.random.fold_in(base_key, int(step)), x0_model, dataset.to_model(target),
-                                    f.coupling, epsilon=float(f.epsilon) or None)
+            key = jax.random.fold_in(base_key, int(step)) if f.coupling == "sinkhorn" else base_key  # (exact: unused)
+            i, j = coupling_indices(key, x0_model, dataset.to_model(target), f.coupling,
+                                    epsilon=float(f.epsilon) or None)
             x0, target = x0[np.asarray(i)], target[np.asarray(j)]
         return x0[rows], target[rows]
 
