@@ -18,6 +18,7 @@ solver for point clouds. Entropic plans use ott-jax's Sinkhorn in log-space.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -80,7 +81,14 @@ def sinkhorn_plan(
     x0: Array, x1: Array, epsilon: float, *, threshold: float = 1e-6, max_iterations: int = 5000
 ) -> Array:
     r"""Entropic plan ``argmin_P ⟨P, C⟩ − ε H(P)`` (raw squared-Euclidean cost, absolute ``ε``) by
-    ott-jax's log-domain Sinkhorn; ``threshold`` is ott's marginal-error stopping criterion."""
+    ott-jax's log-domain Sinkhorn; ``threshold`` is ott's marginal-error stopping criterion. Compiled once per
+    shape (called eagerly, ott's loops would be traced again at every call: the training job's host coupling)."""
+    return _sinkhorn_plan(jnp.asarray(x0), jnp.asarray(x1), jnp.asarray(epsilon, jnp.result_type(float)),
+                          threshold=float(threshold), max_iterations=int(max_iterations))
+
+
+@functools.partial(jax.jit, static_argnames=("threshold", "max_iterations"))
+def _sinkhorn_plan(x0, x1, epsilon, *, threshold, max_iterations):
     from ott.geometry import costs, pointcloud
     from ott.solvers import linear
 
