@@ -1,5 +1,5 @@
-"""Train a score model: ``python -m experiments.train --config=experiments/configs/vp_digits.py
---workdir=outputs/digits [--config.training.n_iters=...]``.
+"""Train any model family (diffusion, flows, interpolants, bridges) through the one job: ``python -m experiments.train
+--config=experiments/configs/vp_digits.py --workdir=outputs/digits [--config.training.n_iters=...]``.
 
 Without ``--config`` the embedded default (digits) is used. Giving the same ``--workdir`` again resumes
 from its newest readable checkpoint (a damaged newer one is reported and renamed aside). Exit status: 0 done,
