@@ -78,10 +78,11 @@ def digit_images(domain: str = "digits", indices: np.ndarray | None = None) -> n
     """scikit-learn's digits in ``[−1, 1]``, ``[n, 8, 8, 1]`` float32, in one of :data:`IMAGE_LAWS`."""
     if domain not in IMAGE_LAWS:
         raise ValueError(f"domain must be one of {IMAGE_LAWS}, got domain={domain!r}.")
-    from jaxdiff.training.data import load_digits_arrays
+    from sklearn.datasets import (
+        load_digits,  # (not through jaxdiff.training.data: the job's data layer imports this one)
+    )
 
-    images, _ = load_digits_arrays()
-    x = images.astype(np.float32) / 8.0 - 1.0
+    x = load_digits().images.astype(np.float32)[..., None] / 8.0 - 1.0
     if indices is not None:
         x = x[indices]
     if domain == "digits_inverted":
