@@ -78,9 +78,8 @@ def digit_images(domain: str = "digits", indices: np.ndarray | None = None) -> n
     """scikit-learn's digits in ``[−1, 1]``, ``[n, 8, 8, 1]`` float32, in one of :data:`IMAGE_LAWS`."""
     if domain not in IMAGE_LAWS:
         raise ValueError(f"domain must be one of {IMAGE_LAWS}, got domain={domain!r}.")
-    from sklearn.datasets import (
-        load_digits,  # (not through jaxdiff.training.data: the job's data layer imports this one)
-    )
+    # read here, not through jaxdiff.training.data: the job's data layer imports this module
+    from sklearn.datasets import load_digits
 
     x = load_digits().images.astype(np.float32)[..., None] / 8.0 - 1.0
     if indices is not None:
