@@ -287,11 +287,6 @@ def stage_pool(config: Any, sde, teacher, stage: int, kind: str, dataset: Datase
     return x0, _transport(config, teacher, sde, x0, k_sim, sampler=f.reflow_sampler, steps=steps)
 
 
-def reflow_pool(config: Any, sde, teacher, stage: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(z, Z₁(z))`` of a reflow stage from ``N(0, I)`` (:func:`stage_pool` with ``kind="reflow"``)."""
-    return stage_pool(config, sde, teacher, stage, "reflow", None)
-
-
 def pool_batch(config: Any, pool, step: int, process_index: int, process_count: int):
     """This process's rows of the global batch of step ``step``: uniform draws (with replacement) from the
     pool, seeded by ``(seed, step)`` — identical on every process and on resume."""
