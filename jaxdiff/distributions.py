@@ -203,6 +203,23 @@ class GaussianMixture(eqx.Module):
         means, stds, _ = self._marginal_params(sde, x, t)
         return _mixture_score(x, self.weights, means, stds)
 
+    def conditional_score(self, sde: LinearProcess, x: Array, t: Any, cond: Any) -> Array:
+        r"""``∇ log p_t(x | c)`` when the components are the classes: component ``c``'s marginal score
+        ``(α μ_c − x) / (α² s_c² + σ²)``; ``cond`` an int or ints ``[batch]`` (one per ``x[i]``), ``t`` scalar or
+        ``[batch]``. The guided score of weight ``w`` is ``(1 + w) conditional_score − w marginal_score``.
+        ``[..., D] -> [..., D]``."""
+        x = self._check_points(x)
+        means, stds, _ = self._marginal_params(sde, x, t)
+        cond = jnp.asarray(cond)
+        if not jnp.issubdtype(cond.dtype, jnp.integer):
+            raise TypeError(f"cond must be integer component indices, got dtype {cond.dtype}.")
+        if V.is_concrete(cond) and np.size(cond) and (np.min(cond) < 0 or np.max(cond) >= self.num_components):
+            raise ValueError(f"cond must lie in [0, {self.num_components}) (one class per component), got "
+                             f"min {np.min(cond)}, max {np.max(cond)}.")
+        one_hot = jax.nn.one_hot(cond, self.num_components, dtype=x.dtype)
+        weights = jnp.broadcast_to(one_hot, x.shape[:-1] + (self.num_components,))
+        return _mixture_score(x, weights, means, stds)
+
     def posterior_mean(self, sde: LinearProcess, x_t: Array, t: Any) -> Array:
         r"""``E[x_0 | x_t]`` under ``x_t = α x_0 + σ ε``; ``t`` scalar or ``[batch]``.
 

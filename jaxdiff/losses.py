@@ -59,8 +59,24 @@ def _check_data(x0: Array) -> None:
         raise ValueError(f"x0 must have shape (batch, *data) with at least one data axis, got x0.shape={np.shape(x0)}.")
 
 
-def _model_kwargs(key: Array, model_key: bool) -> dict:
-    return {"key": key} if model_key else {}
+def _model_kwargs(key: Array, model_key: bool, cond: Array | None = None) -> dict:
+    kw = {"key": key} if model_key else {}
+    if cond is not None:
+        kw["cond"] = cond
+    return kw
+
+
+def split_condition(batch: Any) -> tuple[Array, Array | None]:
+    """``(x0, cond)`` of a data batch: an array (no condition) or ``{"x0": x0, "cond": labels}`` (``labels`` an
+    int array ``[batch]`` that the network receives as ``cond=``; the class-conditional batches of the job)."""
+    if isinstance(batch, dict):
+        if "x0" not in batch:
+            raise ValueError(f"a conditional data batch is {{'x0': x0, 'cond': labels}}; got keys {sorted(batch)}.")
+        unknown = sorted(set(batch) - {"x0", "cond"})
+        if unknown:
+            raise ValueError(f"unknown key(s) {unknown} in a data batch; allowed are 'x0' and 'cond'.")
+        return batch["x0"], batch.get("cond")
+    return batch, None
 
 
 def dsm_weight_in_eps_space(sde: LinearProcess, weighting: str | Callable[[Array], Array]) -> Callable[[Array], Array]:
@@ -92,13 +108,14 @@ def _denoising_core(
 ) -> LossFn:
     """``w(t) · ω_IS(t) · ‖pred_objective − target_objective‖²`` per example."""
 
-    def loss(params, key, x0):
+    def loss(params, key, batch):
+        x0, cond = split_condition(batch)
         _check_data(x0)
         k_t, k_eps, k_model = jax.random.split(key, 3)
         t, is_weight = time_sampler(k_t, x0.shape[0])
         x_t, eps = sde.marginal_sample(k_eps, x0, t)
         pred = parameterization.predict(
-            apply_fn, params, sde, x_t, t, objective, **_model_kwargs(k_model, model_key)
+            apply_fn, params, sde, x_t, t, objective, **_model_kwargs(k_model, model_key, cond)
         )
         target = from_x0_eps(sde, x_t, t, x0, eps, objective)
         per = _reduce_data_axes((pred - target) ** 2, reduce)

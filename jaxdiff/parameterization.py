@@ -323,6 +323,35 @@ class ModelWrapper(eqx.Module):
         (:meth:`jaxdiff.LinearProcess.reverse_noise_sq`). A bridge fixes it to its ``σ²``."""
         return None
 
+    # --- conditioning (class labels; see jaxdiff.guidance) ---------------------------------------
+    @property
+    def num_classes(self) -> int | None:
+        """Classes the model is conditioned on: ``K > 0`` (labels ``0..K−1``, the null class ``K`` = the
+        unconditional branch), 0 for an unconditional model, None when it cannot tell (a user's function)."""
+        return 0
+
+    @property
+    def conditional(self) -> bool:
+        """Whether the model takes a condition (``with_cond``)."""
+        return self.num_classes != 0
+
+    def with_cond(self, cond: Array | None) -> "ModelWrapper":
+        """The same model evaluated with class labels ``cond`` (``[batch]`` ints), or its unconditional branch
+        (``cond=None``: the null class). Leaves only: rebuilding with new labels reuses compiled samplers."""
+        raise ValueError(f"this {type(self).__name__} is unconditional (it takes no cond); train it with "
+                         "model.num_classes=K, or pass score_fn/velocity_fn f(params, x, t, cond).")
+
+
+def _cond_kw(cond: Any) -> dict:
+    return {} if cond is None else {"cond": cond}
+
+
+def _apply_num_classes(apply_fn: Any) -> int | None:
+    """The class count a network's ``apply_fn`` reports (the job's ``NetworkApply``: 0 = unconditional), else None
+    (a plain function: unknown; a condition is then passed to it as ``cond=`` and it must accept one)."""
+    value = getattr(apply_fn, "num_classes", None)
+    return None if value is None else int(value)
+
 
 class ScoreModel(ModelWrapper):
     """A network with its parameters and parameterization.
@@ -336,8 +365,9 @@ class ScoreModel(ModelWrapper):
     params: Any
     parameterization: Parameterization
     apply_fn: ApplyFn = eqx.field(static=True)
+    cond: Any = None
 
-    def __init__(self, apply_fn: ApplyFn, params: Any, parameterization: Parameterization):
+    def __init__(self, apply_fn: ApplyFn, params: Any, parameterization: Parameterization, *, cond: Any = None):
         if not callable(apply_fn):
             raise TypeError(f"apply_fn must be callable, got {type(apply_fn).__name__}.")
         if not isinstance(parameterization, Parameterization):
@@ -347,13 +377,23 @@ class ScoreModel(ModelWrapper):
         self.apply_fn = apply_fn
         self.params = params
         self.parameterization = parameterization
+        self.cond = cond
 
     @property
     def prediction(self) -> str:
         return self.parameterization.prediction
 
+    @property
+    def num_classes(self) -> int | None:
+        return _apply_num_classes(self.apply_fn)
+
+    def with_cond(self, cond):
+        if self.num_classes == 0:
+            return super().with_cond(cond)
+        return ScoreModel(self.apply_fn, self.params, self.parameterization, cond=cond)
+
     def _native(self, sde, x, t):
-        return self.parameterization(self.apply_fn, self.params, sde, x, t)
+        return self.parameterization(self.apply_fn, self.params, sde, x, t, **_cond_kw(self.cond))
 
     def score(self, sde: LinearProcess, x: Array, t: Any, **kw) -> Array:
         if kw:
@@ -364,7 +404,7 @@ class ScoreModel(ModelWrapper):
         if not getattr(self.parameterization, "noise_head", False):
             return super().predict(sde, x, t, kind)
         t = _batch_time(t, x)
-        out = self.parameterization(self.apply_fn, self.params, sde, x, t).astype(x.dtype)
+        out = self.parameterization(self.apply_fn, self.params, sde, x, t, **_cond_kw(self.cond)).astype(x.dtype)
         channels = x.shape[-1]
         native, eta = out[..., :channels], out[..., channels:]
         kinds = (kind,) if isinstance(kind, str) else tuple(kind)
@@ -403,9 +443,12 @@ class FunctionModel(ModelWrapper):
     flow_time: bool = eqx.field(static=True)
     score_fn: Callable | None = eqx.field(static=True)
     score_flow_time: bool = eqx.field(static=True)
+    takes_cond: bool = eqx.field(static=True)
+    cond: Any = None
 
     def __init__(self, fn: Callable, params: Any = None, *, kind: str = "score", flow_time: bool = False,
-                 score_fn: Callable | None = None, score_flow_time: bool = False):
+                 score_fn: Callable | None = None, score_flow_time: bool = False, takes_cond: bool = False,
+                 cond: Any = None):
         if not callable(fn):
             raise TypeError(f"fn must be callable fn(params, x, t), got {type(fn).__name__}.")
         if score_fn is not None and not callable(score_fn):
@@ -413,17 +456,31 @@ class FunctionModel(ModelWrapper):
         V.check_choice("kind", kind, PREDICTION_KINDS)
         self.fn, self.params, self.kind, self.flow_time = fn, params, kind, bool(flow_time)
         self.score_fn, self.score_flow_time = score_fn, bool(score_flow_time) and score_fn is not None
+        self.takes_cond, self.cond = bool(takes_cond), cond
 
     @property
     def prediction(self) -> str:
         return self.kind
 
+    @property
+    def num_classes(self) -> int | None:
+        return None if self.takes_cond else 0  # a conditional function does not say how many classes
+
+    def with_cond(self, cond):
+        if not self.takes_cond:
+            return super().with_cond(cond)
+        return FunctionModel(self.fn, self.params, kind=self.kind, flow_time=self.flow_time, score_fn=self.score_fn,
+                             score_flow_time=self.score_flow_time, takes_cond=True, cond=cond)
+
+    def _call(self, fn, x, t):
+        return fn(self.params, x, t, self.cond) if self.takes_cond else fn(self.params, x, t)
+
     def _native(self, sde, x, t):
-        return self.fn(self.params, x, sde.flow_time(t) if self.flow_time else t)
+        return self._call(self.fn, x, sde.flow_time(t) if self.flow_time else t)
 
     def _direct(self, sde, x, t, kind):
         if kind == "score" and self.score_fn is not None:
-            return self.score_fn(self.params, x, sde.flow_time(t) if self.score_flow_time else t)
+            return self._call(self.score_fn, x, sde.flow_time(t) if self.score_flow_time else t)
         return None
 
 
@@ -452,8 +509,9 @@ class FlowModel(ModelWrapper):
 
     params: dict
     apply_fn: Callable = eqx.field(static=True)
+    cond: Any = None
 
-    def __init__(self, apply_fn: Callable, params: dict):
+    def __init__(self, apply_fn: Callable, params: dict, *, cond: Any = None):
         if not callable(apply_fn):
             raise TypeError(f"apply_fn must be callable apply_fn(params, x, t), got {type(apply_fn).__name__}.")
         if not isinstance(params, dict) or "velocity" not in params:
@@ -463,10 +521,20 @@ class FlowModel(ModelWrapper):
             raise ValueError(f"unknown head(s) {unknown} in params; allowed heads are 'velocity' and 'noise'.")
         self.apply_fn = apply_fn
         self.params = params
+        self.cond = cond
 
     @property
     def prediction(self) -> str:
         return "flow_velocity"
+
+    @property
+    def num_classes(self) -> int | None:
+        return _apply_num_classes(self.apply_fn)
+
+    def with_cond(self, cond):
+        if self.num_classes == 0:
+            return super().with_cond(cond)
+        return FlowModel(self.apply_fn, self.params, cond=cond)
 
     @property
     def has_score(self) -> bool:
@@ -488,14 +556,14 @@ class FlowModel(ModelWrapper):
 
     def velocity(self, x: Array, t: Array) -> Array:
         """The velocity ``dx/dt`` at flow time ``t``."""
-        return self.apply_fn(self.params["velocity"], x, _batch_time(t, x)).astype(x.dtype)
+        return self.apply_fn(self.params["velocity"], x, _batch_time(t, x), **_cond_kw(self.cond)).astype(x.dtype)
 
     def noise(self, x: Array, t: Array) -> Array:
         """The noise head ``η(x, t)`` at flow time ``t``."""
         if "noise" not in self.params:
             raise ValueError("this FlowModel has no 'noise' head, so no score: train it with the interpolant "
                              "noise objective (jaxdiff.flows.interpolant_noise_loss) or sample with the ODE.")
-        return self.apply_fn(self.params["noise"], x, _batch_time(t, x)).astype(x.dtype)
+        return self.apply_fn(self.params["noise"], x, _batch_time(t, x), **_cond_kw(self.cond)).astype(x.dtype)
 
     def score(self, path: Any, x: Array, t: Any) -> Array:  # noqa: D102  (flow-time signature, kept)
         if isinstance(path, LinearProcess):
@@ -515,8 +583,9 @@ class BridgeModel(ModelWrapper):
     params: dict
     sigma: float
     apply_fn: Callable = eqx.field(static=True)
+    cond: Any = None
 
-    def __init__(self, apply_fn: Callable, params: dict, sigma: float):
+    def __init__(self, apply_fn: Callable, params: dict, sigma: float, *, cond: Any = None):
         if not isinstance(params, dict) or not {"forward", "backward"} >= set(params) or not params:
             raise ValueError("params must be a dict with 'forward' and/or 'backward' drift heads.")
         if not float(sigma) > 0:
@@ -524,15 +593,25 @@ class BridgeModel(ModelWrapper):
         self.apply_fn = apply_fn
         self.params = params
         self.sigma = float(sigma)
+        self.cond = cond
 
     @property
     def prediction(self) -> str:
         return "flow_velocity"
 
+    @property
+    def num_classes(self) -> int | None:
+        return _apply_num_classes(self.apply_fn)
+
+    def with_cond(self, cond):
+        if self.num_classes == 0:
+            return super().with_cond(cond)
+        return BridgeModel(self.apply_fn, self.params, self.sigma, cond=cond)
+
     def _head(self, name: str, x: Array, t: Array) -> Array:
         if name not in self.params:
             raise ValueError(f"this BridgeModel has no {name!r} drift; it has {sorted(self.params)}.")
-        return self.apply_fn(self.params[name], x, _batch_time(t, x)).astype(x.dtype)
+        return self.apply_fn(self.params[name], x, _batch_time(t, x), **_cond_kw(self.cond)).astype(x.dtype)
 
     def forward_drift(self, x: Array, t: Array) -> Array:
         return self._head("forward", x, t)
@@ -572,6 +651,13 @@ class TimeReversed(ModelWrapper):
     @property
     def prediction(self) -> str:
         return "flow_velocity"
+
+    @property
+    def num_classes(self) -> int | None:
+        return self.model.num_classes
+
+    def with_cond(self, cond):
+        return TimeReversed(self.model.with_cond(cond), self.inner_sde)
 
     def _inner_time(self, t):
         return self.inner_sde.t_max - t

@@ -51,15 +51,30 @@ def _check_common(path: Any, apply_fn: Any, coupling: str, epsilon: Any, t_eps: 
 
 
 def split_batch(batch: Any) -> tuple[Array, Array]:
-    """``(x0, x1)`` from a ``(source, target)`` pair or a ``{"source", "target"}`` dict."""
+    """``(x0, x1)`` from a ``(source, target)`` pair or a ``{"source", "target"}`` dict (``"cond"`` optional)."""
     if isinstance(batch, dict):
         missing = sorted({"source", "target"} - set(batch))
         if missing:
             raise ValueError(f"a flow batch needs the keys 'source' and 'target'; missing {missing}.")
+        unknown = sorted(set(batch) - {"source", "target", "cond"})
+        if unknown:
+            raise ValueError(f"unknown key(s) {unknown} in a flow batch; allowed are 'source', 'target', 'cond'.")
         return batch["source"], batch["target"]
     if isinstance(batch, (tuple, list)) and len(batch) == 2:
         return batch[0], batch[1]
-    raise TypeError(f"a flow batch is (source, target) or {{'source', 'target'}}, got {type(batch).__name__}.")
+    raise TypeError(f"a flow batch is (source, target) or {{'source', 'target'[, 'cond']}}, got {type(batch).__name__}.")
+
+
+def batch_condition(batch: Any, coupling: str) -> Array | None:
+    """The class labels ``[batch]`` of a conditional flow batch (``{"source", "target", "cond"}``; each label
+    belongs to its target row), else None. A coupling that re-pairs rows inside the loss would separate labels
+    from their targets, so a conditional batch must come coupled (``"paired"``, as the job hands it) or
+    independent (rows stay in place)."""
+    cond = batch.get("cond") if isinstance(batch, dict) else None
+    if cond is not None and coupling not in ("independent", "paired"):
+        raise ValueError(f"a conditional batch ('cond') needs coupling='paired' or 'independent', got "
+                         f"coupling={coupling!r}: couple on the host first (the job does) so labels follow targets.")
+    return cond
 
 
 def _reduce(err: Array, per_example: bool) -> Array:
@@ -68,8 +83,10 @@ def _reduce(err: Array, per_example: bool) -> Array:
     return per if per_example else jnp.mean(per)
 
 
-def _net(apply_fn: ApplyFn, params: Any, x: Array, t: Array, key: Array, model_key: bool) -> Array:
-    return apply_fn(params, x, t, key) if model_key else apply_fn(params, x, t)
+def _net(apply_fn: ApplyFn, params: Any, x: Array, t: Array, key: Array, model_key: bool,
+         cond: Array | None = None) -> Array:
+    extra = {} if cond is None else {"cond": cond}
+    return apply_fn(params, x, t, key, **extra) if model_key else apply_fn(params, x, t, **extra)
 
 
 def _draw(key: Array, batch: Any, path: Interpolant, coupling: str, epsilon: Any, t_eps: float):
@@ -90,9 +107,10 @@ def flow_matching_loss(path: Interpolant, apply_fn: ApplyFn, *, coupling: str = 
 
     def loss(params: Any, key: Array, batch: Any) -> Array:
         key, k_model = jax.random.split(key) if model_key else (key, None)
+        cond = batch_condition(batch, coupling)
         x0, x1, t, z, x_t = _draw(key, batch, path, coupling, epsilon, t_eps)
         target = path.velocity_from_noise(x0, x1, t, z)
-        return _reduce((_net(apply_fn, params, x_t, t, k_model, model_key) - target) ** 2, per_example)
+        return _reduce((_net(apply_fn, params, x_t, t, k_model, model_key, cond) - target) ** 2, per_example)
 
     return loss
 
@@ -105,8 +123,9 @@ def interpolant_noise_loss(path: Interpolant, apply_fn: ApplyFn, *, coupling: st
 
     def loss(params: Any, key: Array, batch: Any) -> Array:
         key, k_model = jax.random.split(key) if model_key else (key, None)
+        cond = batch_condition(batch, coupling)
         _, _, t, z, x_t = _draw(key, batch, path, coupling, epsilon, t_eps)
-        return _reduce((_net(apply_fn, params, x_t, t, k_model, model_key) - z) ** 2, per_example)
+        return _reduce((_net(apply_fn, params, x_t, t, k_model, model_key, cond) - z) ** 2, per_example)
 
     return loss
 
@@ -125,14 +144,15 @@ def interpolant_loss(path: Interpolant, apply_fn: ApplyFn, *, coupling: str = "i
 
     def loss(params: Any, key: Array, batch: Any) -> Array:
         key, k_model = jax.random.split(key) if model_key else (key, None)
+        cond = batch_condition(batch, coupling)
         x0, x1, t, z, x_t = _draw(key, batch, path, coupling, epsilon, t_eps)
         target = path.velocity_from_noise(x0, x1, t, z)
         if heads == "dict":
-            velocity = _net(apply_fn, params["velocity"], x_t, t, k_model, model_key)
+            velocity = _net(apply_fn, params["velocity"], x_t, t, k_model, model_key, cond)
             eta = _net(apply_fn, params["noise"], x_t, t, None if k_model is None else jax.random.fold_in(k_model, 1),
-                       model_key)
+                       model_key, cond)
         else:
-            out = _net(apply_fn, params, x_t, t, k_model, model_key)
+            out = _net(apply_fn, params, x_t, t, k_model, model_key, cond)
             channels = x_t.shape[-1]
             velocity, eta = out[..., :channels], out[..., channels:]
         return _reduce((velocity - target) ** 2, per_example) + _reduce((eta - z) ** 2, per_example)
@@ -160,12 +180,13 @@ def bridge_matching_loss(sigma: float, apply_fn: ApplyFn, *, direction: str = "f
 
     def loss(params: Any, key: Array, batch: Any) -> Array:
         key, k_model = jax.random.split(key) if model_key else (key, None)
+        cond = batch_condition(batch, coupling)
         x0, x1, t, z, x_t = _draw(key, batch, path, coupling, epsilon, t_eps)
         if direction == "forward":
             target = (x1 - x_t) / broadcast_time(1.0 - t, x_t)
         else:
             target = (x0 - x_t) / broadcast_time(t, x_t)
-        return _reduce((_net(apply_fn, params, x_t, t, k_model, model_key) - target) ** 2, per_example)
+        return _reduce((_net(apply_fn, params, x_t, t, k_model, model_key, cond) - target) ** 2, per_example)
 
     return loss
 

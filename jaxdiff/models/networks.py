@@ -4,6 +4,12 @@ Every network maps ``(x, noise_in)`` to an output of ``x``'s shape and knows not
 what ``noise_in`` is (``999 t``, ``σ(t)``, ...) and what the output means (ε, score, x₀, v, with or
 without ``1/σ`` scaling) is decided by a :class:`jaxdiff.Parameterization`. Images are NHWC.
 
+``num_classes = K > 0`` makes a network class-conditional (score_sde's and EDM's networks do it this way): a
+learned embedding of the label, from a table of ``K + 1`` rows whose last row (index ``K``) is the "null" class of
+classifier-free guidance, is added to the time embedding. ``cond`` is an int array ``[batch]`` of labels in
+``[0, K]``, or None for the null class (the unconditional branch). ``num_classes = 0`` (default) is the
+unconditional network, with score_sde's parameter counts; it refuses a ``cond``.
+
 ``out_heads = k`` makes the last layer emit ``k`` stacked outputs along the channel axis (the interpolant's
 velocity and noise heads from one network); the default 1 is score_sde's network. Parameter counts equal
 score_sde's: DDPM++ continuous (CIFAR-10) 61,804,419; NCSN++ continuous
@@ -32,6 +38,34 @@ from jaxdiff.models.layers import (
     group_norm,
     sinusoidal_embedding,
 )
+
+
+def class_labels(cond, num_classes: int, batch: int):
+    """Labels ``[batch]`` for the class embedding: ``cond`` itself, or the null class ``num_classes`` when ``cond``
+    is None. Refuses a condition for an unconditional network (``num_classes = 0``)."""
+    if num_classes <= 0:
+        if cond is not None:
+            raise ValueError("this network is unconditional (num_classes=0) but received cond=...; build it with "
+                             "num_classes=K (config: model.num_classes) to condition on K classes.")
+        return None
+    if cond is None:
+        return jnp.full((batch,), num_classes, jnp.int32)
+    cond = jnp.asarray(cond)
+    if not jnp.issubdtype(cond.dtype, jnp.integer):
+        raise TypeError(f"cond must hold integer class labels, got dtype {cond.dtype}.")
+    return jnp.broadcast_to(cond.astype(jnp.int32), (batch,))
+
+
+class ClassEmbedding(nn.Module):
+    """``[batch]`` labels in ``[0, num_classes]`` (``num_classes`` = null) → ``[batch, features]``."""
+
+    num_classes: int
+    features: int
+
+    @nn.compact
+    def __call__(self, labels):
+        table = nn.Embed(self.num_classes + 1, self.features, embedding_init=nn.initializers.normal(stddev=1.0))
+        return table(labels)
 
 
 class _TimeEmbedding(nn.Module):
@@ -74,14 +108,18 @@ class NCSNpp(nn.Module):
     init_scale: float = 0.0
     centered: bool = True
     out_heads: int = 1
+    num_classes: int = 0
 
     @nn.compact
-    def __call__(self, x, noise_in, train: bool = False):
+    def __call__(self, x, noise_in, train: bool = False, cond=None):
         if self.embedding_type not in ("positional", "fourier"):
             raise ValueError(f"embedding_type must be 'positional' or 'fourier', got {self.embedding_type!r}.")
         if self.progressive_input not in ("none", "residual"):
             raise ValueError(f"progressive_input must be 'none' or 'residual', got {self.progressive_input!r}.")
         temb = _TimeEmbedding(self.nf, self.embedding_type, self.fourier_scale)(noise_in)
+        labels = class_labels(cond, self.num_classes, x.shape[0])
+        if labels is not None:
+            temb = temb + ClassEmbedding(self.num_classes, temb.shape[-1])(labels)
 
         def resblock(**kw):
             return ResnetBlockBigGAN(dropout=self.dropout, fir=self.fir, skip_rescale=self.skip_rescale,
@@ -139,10 +177,14 @@ class DDPM(nn.Module):
     dropout: float = 0.1
     resamp_with_conv: bool = True
     out_heads: int = 1
+    num_classes: int = 0
 
     @nn.compact
-    def __call__(self, x, noise_in, train: bool = False):
+    def __call__(self, x, noise_in, train: bool = False, cond=None):
         temb = _TimeEmbedding(self.nf, "positional")(noise_in)
+        labels = class_labels(cond, self.num_classes, x.shape[0])
+        if labels is not None:
+            temb = temb + ClassEmbedding(self.num_classes, temb.shape[-1])(labels)
         hs = [conv(self.nf)(x)]
         levels = len(self.ch_mult)
         for level, mult in enumerate(self.ch_mult):
@@ -184,14 +226,19 @@ class ScoreMLP(nn.Module):
     fourier_scale: float = 16.0
     init_scale: float = 0.0
     out_heads: int = 1
+    num_classes: int = 0
 
     @nn.compact
-    def __call__(self, x, noise_in, train: bool = False):
+    def __call__(self, x, noise_in, train: bool = False, cond=None):
         if self.embedding_type == "fourier":
             emb = GaussianFourierProjection(self.embedding_dim // 2, self.fourier_scale)(jnp.log(noise_in))
         else:
             emb = sinusoidal_embedding(noise_in, self.embedding_dim)
-        emb = nn.swish(nn.Dense(self.embedding_dim, kernel_init=default_init())(emb))
+        emb = nn.Dense(self.embedding_dim, kernel_init=default_init())(emb)
+        labels = class_labels(cond, self.num_classes, x.shape[0])
+        if labels is not None:
+            emb = emb + ClassEmbedding(self.num_classes, self.embedding_dim)(labels)
+        emb = nn.swish(emb)
         shape = x.shape
         h = jnp.concatenate([x.reshape(shape[0], -1), emb], axis=-1)
         for width in self.hidden:

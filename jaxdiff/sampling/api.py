@@ -26,23 +26,24 @@ Array = jax.Array
 
 TRACES: collections.Counter = collections.Counter()  # compilations of the samplers (tests: compile once)
 _FRONT_DOOR = ("shape", "sampler", "steps", "score_fn", "velocity_fn", "x_init", "ts", "t_end", "grid", "rho",
-               "sigma_min", "denoise", "return_info", "trajectory", "dtype")
+               "sigma_min", "denoise", "return_info", "trajectory", "dtype", "cond", "guidance", "guide_model")
 
 
 def resolve_model(params: Any, score_fn: Callable | None = None, velocity_fn: Callable | None = None, *,
-                  flow_time: bool = False) -> ModelWrapper:
+                  flow_time: bool = False, takes_cond: bool = False) -> ModelWrapper:
     """The model wrapper the samplers use: ``params`` itself when it is one (``ScoreModel``, ``FlowModel``,
     ``BridgeModel``, as training saves them), else an analytic :class:`FunctionModel` from ``velocity_fn``
     (``dx/dt`` in flow time; with ``score_fn`` as its score) or ``score_fn``. ``flow_time``: ``score_fn``
-    takes flow time (it was given with an interpolant)."""
+    takes flow time (it was given with an interpolant). ``takes_cond``: the functions are ``f(params, x, t, cond)``
+    (``cond`` int labels ``[batch]``, or None for the unconditional branch)."""
     for name, fn in (("score_fn", score_fn), ("velocity_fn", velocity_fn)):
         if fn is not None and not callable(fn):
             raise TypeError(f"{name} must be a callable {name}(params, x, t), got {type(fn).__name__}.")
     if velocity_fn is not None:
         return FunctionModel(velocity_fn, params, kind="flow_velocity", flow_time=True, score_fn=score_fn,
-                             score_flow_time=flow_time)
+                             score_flow_time=flow_time, takes_cond=takes_cond)
     if score_fn is not None:
-        return FunctionModel(score_fn, params, kind="score", flow_time=flow_time)
+        return FunctionModel(score_fn, params, kind="score", flow_time=flow_time, takes_cond=takes_cond)
     if isinstance(params, ModelWrapper):
         return params
     if callable(getattr(params, "score", None)):  # any object with score(sde, x, t), e.g. a user's own wrapper
@@ -74,6 +75,9 @@ def sample(
     return_info: bool = False,
     trajectory: bool = False,
     dtype: Any = None,
+    cond: Any = None,
+    guidance: float | None = None,
+    guide_model: Any = None,
     **options,
 ):
     r"""Draw samples by running ``sampler`` from the noise end (or ``x_init``) to the data end.
@@ -110,6 +114,14 @@ def sample(
         integrates on to ``sde.sampling_eps``); with a velocity model the ODE solvers and Euler–Maruyama
         integrate onto 0 themselves.
       dtype: of the samples (default: ``x_init``'s, else JAX's default float).
+      cond: class labels, an int or ints ``[batch]`` in ``[0, num_classes)``, for a conditional model (trained
+        with ``model.num_classes``) or ``score_fn``/``velocity_fn`` of the form ``f(params, x, t, cond)`` (``cond``
+        None is their unconditional branch).
+      guidance: classifier-free guidance weight ``w``: the model is replaced by
+        ``(1 + w)·f(·, cond) − w·f(·, None)`` (:class:`jaxdiff.guidance.Guided`) in the prediction every sampler
+        asks for; 0 or None is the purely conditional model (one branch).
+      guide_model: autoguidance: a second (weaker) model of the same family as the reference branch instead of
+        the unconditional one (needs ``guidance``).
       **options: the sampler's own options (see ``jaxdiff.samplers()[sampler]["options"]``).
     Returns:
       ``samples`` of ``shape``, or ``(samples, info)``.
@@ -122,10 +134,27 @@ def sample(
             ts = 1.0 - np.asarray(ts, np.float64)
     else:
         process = sde
-    model = resolve_model(params, score_fn, velocity_fn, flow_time=is_path)
+    model = resolve_model(params, score_fn, velocity_fn, flow_time=is_path, takes_cond=cond is not None)
+    model = _condition(model, cond, guidance, guide_model, shape, x_init)
     return _sample(key, model, process, shape=shape, sampler=sampler or ("ode_adaptive" if is_path else "euler_maruyama"),
                    steps=steps, x_init=x_init, ts=ts, t_end=t_end, grid=grid, rho=rho, sigma_min=sigma_min,
                    denoise=denoise, return_info=return_info, trajectory=trajectory, dtype=dtype, options=options)
+
+
+def _condition(model, cond, guidance, guide_model, shape, x_init):
+    """The conditioned / guided model (:func:`jaxdiff.guidance.condition_model`) for a batch of ``shape[0]``."""
+    if cond is None and guidance is None and guide_model is None:
+        return model
+    from jaxdiff.guidance import condition_model
+
+    if x_init is not None:
+        batch = int(np.shape(x_init)[0])
+    elif shape is not None and len(tuple(shape)) >= 1:
+        batch = int(tuple(shape)[0])
+    else:
+        raise ValueError("shape=(batch, *data) is required when x_init is not given.")
+    guide = None if guide_model is None else resolve_model(guide_model)
+    return condition_model(model, cond, guidance, guide, batch=batch)
 
 
 def _flow_time(name: str, value: Any) -> float:
@@ -150,6 +179,9 @@ def translate(
     t_end: float | None = None,
     return_info: bool = False,
     trajectory: bool = False,
+    cond: Any = None,
+    guidance: float | None = None,
+    guide_model: Any = None,
     **options,
 ):
     r"""Carry ``x_source`` from one law to the other along a trained flow or bridge, through the same
@@ -161,7 +193,8 @@ def translate(
     :class:`jaxdiff.paths.FlowProcess` (``run.path``: its interpolant is used). The source is a data law here, so the
     Gaussian samplers are refused; default sampler: ``ode_adaptive``, or for a ``BridgeModel`` its SDE
     ``euler_maruyama`` (``dX = f dt + σ dW``). Models that transport by themselves (neural OT maps, Light SB:
-    anything with a ``translate(key, x)`` method) are called directly, with ``path=None``.
+    anything with a ``translate(key, x)`` method) are called directly, with ``path=None``. ``cond``, ``guidance``,
+    ``guide_model``: class conditions and guidance as in :func:`sample`.
     """
     if isinstance(path, FlowProcess):  # a run's path (run.path): translate along its interpolant
         path = path.path
@@ -178,9 +211,10 @@ def translate(
     from jaxdiff.parameterization import BridgeModel
 
     V.check_choice("direction", direction, ("forward", "backward"))
-    model = resolve_model(params, score_fn, velocity_fn, flow_time=True)
+    model = resolve_model(params, score_fn, velocity_fn, flow_time=True, takes_cond=cond is not None)
     if sampler is None:
         sampler = "euler_maruyama" if isinstance(model, BridgeModel) else "ode_adaptive"
+    model = _condition(model, cond, guidance, guide_model, None, x_source)
     process = path.as_process(gaussian_source=False)
     forward = direction == "forward"
     t_start = _flow_time("t_start", (0.0 if forward else 1.0) if t_start is None else t_start)

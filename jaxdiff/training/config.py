@@ -15,7 +15,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from jaxdiff.training.data import DATASETS, DIGIT_DOMAINS, POINT_DATASETS
+from jaxdiff.training.data import DATASETS, DIGIT_DOMAINS, LABELLED_DATASETS, POINT_DATASETS
 
 SDES = ("vpsde", "subvpsde", "vesde", "cosine_vpsde")
 OBJECTIVES = ("dsm", "flow_matching", "interpolant", "bridge_matching", "dsbm")
@@ -63,6 +63,9 @@ def default_config() -> ml_collections.ConfigDict:
     # backward drifts of the Brownian bridge σW over the coupling; I²SB with paired data) or "dsbm" (Shi et al.'s
     # iterative Markovian fitting: stages alternating the forward and backward drift)
     training.objective = "dsm"
+    # jaxdiff: class-conditional runs (model.num_classes > 0): each example's label is replaced by the null class
+    # with this probability, independently (classifier-free guidance's unconditional branch)
+    training.label_dropout = 0.1
 
     # jaxdiff: the interpolant path of the flow objectives, from N(0, I) (t = 0) to the data (t = 1)
     config.flow = flow = ml_collections.ConfigDict()
@@ -96,6 +99,7 @@ def default_config() -> ml_collections.ConfigDict:
     sampling.eps = 1e-3  # score_sde's sampling_eps: 1e-3 (VP, sub-VP), 1e-5 (VE)
     sampling.sampler = ""  # jaxdiff: any name in jaxdiff.samplers(); overrides method/predictor/corrector
     sampling.steps = 0  # jaxdiff: solver steps (0: model.num_scales, as score_sde)
+    sampling.guidance = 0.0  # jaxdiff: classifier-free guidance weight w of sample grids, (1 + w)·cond − w·uncond
 
     config.eval = evaluate = ml_collections.ConfigDict()
     evaluate.begin_ckpt = 9
@@ -114,6 +118,8 @@ def default_config() -> ml_collections.ConfigDict:
     evaluate.bpd_max_steps = 4096
     evaluate.inception_path = ""  # jaxdiff: reserved for FID with user-provided Inception weights (not yet)
     evaluate.at_end = True  # jaxdiff: write workdir/eval.json when training ends
+    # jaxdiff: conditional runs: guidance weights at which eval.json reports class accuracy and sample quality
+    evaluate.guidance = (0.0, 1.0)
 
     config.data = data = ml_collections.ConfigDict()
     data.dataset = "cifar10"
@@ -162,6 +168,8 @@ def default_config() -> ml_collections.ConfigDict:
     model.conv_size = 3
     model.hidden = (256, 256, 256)  # jaxdiff: MLP widths (model.name = "mlp")
     model.embedding_dim = 128  # jaxdiff: MLP time-embedding width
+    # jaxdiff: K > 0: a class-conditional network (label embedding added to the time embedding, row K = null class)
+    model.num_classes = 0
 
     config.optim = optim = ml_collections.ConfigDict()
     optim.weight_decay = 0.0
@@ -415,6 +423,26 @@ def validate_config(config: Any, *, device_count: int | None = None) -> ml_colle
     need(isinstance(hidden, (tuple, list)) and len(hidden) >= 1 and all(_is_int(h) and h >= 1 for h in hidden),
          "model.hidden", "must be a non-empty tuple of positive integers")
     integer("model.embedding_dim", 2)
+    integer("model.num_classes", 0)
+    v = get("training.label_dropout")
+    need(_is_number(v) and 0 <= v < 1, "training.label_dropout", "must lie in [0, 1)")
+    v = get("sampling.guidance")
+    need(_is_number(v) and math.isfinite(v), "sampling.guidance", "must be a finite number (the weight w)")
+    weights = get("eval.guidance")
+    need(isinstance(weights, (tuple, list)) and all(_is_number(w) and math.isfinite(w) for w in weights),
+         "eval.guidance", "must be a tuple of finite guidance weights")
+    classes = get("model.num_classes")
+    if _is_int(classes) and classes > 0:
+        labelled = LABELLED_DATASETS.get(dataset)
+        need(labelled is not None, "model.num_classes",
+             f"a conditional run needs labelled data: data.dataset one of {sorted(LABELLED_DATASETS)}, got {dataset!r}")
+        need(labelled is None or classes == labelled, "model.num_classes",
+             f"must equal the number of classes of data.dataset={dataset!r} ({labelled})")
+        need(get("training.objective") in ("dsm", "flow_matching", "interpolant"), "model.num_classes",
+             "conditional training covers dsm, flow_matching and interpolant (bridges: unconditional)")
+        need(not source, "model.num_classes", "conditional translation (with data.source) is not supported")
+        need(get("flow.reflow_rounds") == 1 and not get("flow.distill"), "model.num_classes",
+             "reflow and distillation stages are unconditional (their pairs carry no labels)")
     if name in ("ncsnpp", "ddpm") and isinstance(ch_mult, (tuple, list)) and _is_int(get("data.image_size")):
         size, factor = get("data.image_size"), 2 ** (len(ch_mult) - 1)
         need(size % factor == 0, "data.image_size", f"must be divisible by 2^(len(model.ch_mult)−1) = {factor}")
@@ -532,15 +560,16 @@ def build_network(config: Any):
 
     m = config.model
     heads = 2 if config.training.get("objective", "dsm") == "interpolant" else 1
+    classes = int(m.get("num_classes", 0))
     if m.name == "ncsnpp":
-        return NCSNpp(out_heads=heads, nf=m.nf, ch_mult=tuple(m.ch_mult), num_res_blocks=m.num_res_blocks,
+        return NCSNpp(out_heads=heads, num_classes=classes, nf=m.nf, ch_mult=tuple(m.ch_mult), num_res_blocks=m.num_res_blocks,
                       attn_resolutions=tuple(m.attn_resolutions), dropout=m.dropout, embedding_type=m.embedding_type,
                       fourier_scale=m.fourier_scale, progressive_input=m.progressive_input, fir=m.fir,
                       skip_rescale=m.skip_rescale, init_scale=m.init_scale, centered=config.data.centered)
     if m.name == "ddpm":
-        return DDPM(out_heads=heads, nf=m.nf, ch_mult=tuple(m.ch_mult), num_res_blocks=m.num_res_blocks,
+        return DDPM(out_heads=heads, num_classes=classes, nf=m.nf, ch_mult=tuple(m.ch_mult), num_res_blocks=m.num_res_blocks,
                     attn_resolutions=tuple(m.attn_resolutions), dropout=m.dropout, resamp_with_conv=m.resamp_with_conv)
-    return ScoreMLP(out_heads=heads, hidden=tuple(m.hidden), embedding_dim=m.embedding_dim, embedding_type=m.embedding_type,
+    return ScoreMLP(out_heads=heads, num_classes=classes, hidden=tuple(m.hidden), embedding_dim=m.embedding_dim, embedding_type=m.embedding_type,
                     fourier_scale=m.fourier_scale, init_scale=m.init_scale)
 
 
@@ -557,6 +586,11 @@ def build_optimizer(config: Any):
     o = config.optim
     return make_optimizer(o.lr, warmup=o.warmup, grad_clip=o.grad_clip, beta1=o.beta1, beta2=o.beta2, eps=o.eps,
                           weight_decay=o.weight_decay, optimizer=o.optimizer.lower())
+
+
+def num_classes(config: Any) -> int:
+    """``model.num_classes``: 0 for an unconditional run."""
+    return int(config.model.get("num_classes", 0))
 
 
 def stages(config: Any) -> list[str]:
@@ -634,6 +668,7 @@ __all__ = [
     "has_data_source",
     "is_bridge",
     "is_flow",
+    "num_classes",
     "stages",
     "data_shape",
     "default_config",

@@ -35,6 +35,8 @@ LAW_DATASETS = ("8gaussians", "moons_torchcfm", "gaussian")
 DIGIT_DOMAINS = ("digits", "digits_inverted", "digits_rotated")
 POINT_DATASETS = TOY_DATASETS + LAW_DATASETS
 DATASETS = ("digits", "cifar10") + TOY_DATASETS + LAW_DATASETS + DIGIT_DOMAINS[1:]
+# datasets whose examples carry class labels (a conditional run's model.num_classes must equal the count)
+LABELLED_DATASETS = {"digits": 10, "digits_inverted": 10, "digits_rotated": 10, "cifar10": 10}
 
 CIFAR_HELP = (
     "CIFAR-10 was not found at data.path={path!r}. jaxdiff never downloads data. Download the "
@@ -309,6 +311,7 @@ def make_stream(
     process_count: int = 1,
     source: Dataset | None = None,
     paired: bool = False,
+    labels: bool = False,
 ) -> grain.MapDataset:
     """A grain ``MapDataset`` whose item ``i`` is this process's rows of global batch ``i``, in data
     units (``[B/P, *shape]``): epoch-wise seeded permutations of the training set. Only the indices of
@@ -318,7 +321,9 @@ def make_stream(
 
     ``source`` (a flow's source dataset): items are ``(target rows, source rows)``; the source rows follow
     their own seeded permutation (seed + 1), or with ``paired`` the same indices as the target rows (datasets
-    whose rows correspond, as the digit domains)."""
+    whose rows correspond, as the digit domains).
+
+    ``labels`` (a class-conditional run): items are ``{"x0": rows, "cond": their labels}`` (int32 ``[B/P]``)."""
     n = dataset.train.shape[0]
     if global_batch < 1:
         raise ValueError(f"training.batch_size must be ≥ 1, got {global_batch}.")
@@ -332,6 +337,15 @@ def make_stream(
     rows = slice(process_index * local, (process_index + 1) * local)
     train = dataset.train
     indices = grain.MapDataset.range(n).shuffle(seed=seed).repeat(None).batch(global_batch)
+    if labels:
+        if dataset.train_labels is None:
+            raise ValueError(f"dataset {dataset.name!r} has no class labels; conditional runs need one of "
+                             f"{sorted(LABELLED_DATASETS)}.")
+        if source is not None:
+            raise ValueError("class-conditional translation (labels with a data source) is not supported.")
+        train_labels = np.asarray(dataset.train_labels, np.int32)
+        return indices.map(lambda idx: {"x0": train[np.asarray(idx)[rows]],
+                                        "cond": train_labels[np.asarray(idx)[rows]]})
     if source is None:
         return indices.map(lambda idx: train[np.asarray(idx)[rows]])
     source_train = source.train

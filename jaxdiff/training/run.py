@@ -51,17 +51,23 @@ from jaxdiff.training.step import TrainState, create_train_state, make_train_ste
 
 @dataclasses.dataclass(frozen=True)
 class NetworkApply:
-    """``apply_fn(params, x, noise_in, key=None)`` of a Flax network: dropout on (``train=True``) iff a key is
-    given. Equal (and equally hashed) for equal networks, so a model wrapper rebuilt from the same network — a
+    """``apply_fn(params, x, noise_in, key=None, cond=None)`` of a Flax network: dropout on (``train=True``) iff a
+    key is given; ``cond`` the class labels ``[batch]`` of a conditional network (None: its null class). Equal (and equally hashed) for equal networks, so a model wrapper rebuilt from the same network — a
     sample grid, a second :func:`load_run` — reuses the compiled samplers and likelihood instead of tracing
     them again (the wrapper's ``apply_fn`` is a static part of every compiled program)."""
 
     network: Any
 
-    def __call__(self, params, x, noise_in, key=None):
+    @property
+    def num_classes(self) -> int:
+        """The network's number of classes (0: unconditional)."""
+        return int(getattr(self.network, "num_classes", 0))
+
+    def __call__(self, params, x, noise_in, key=None, cond=None):
+        extra = {} if cond is None else {"cond": cond}
         if key is None:
-            return self.network.apply({"params": params}, x, noise_in, train=False)
-        return self.network.apply({"params": params}, x, noise_in, train=True, rngs={"dropout": key})
+            return self.network.apply({"params": params}, x, noise_in, train=False, **extra)
+        return self.network.apply({"params": params}, x, noise_in, train=True, rngs={"dropout": key}, **extra)
 
 
 def make_apply_fn(network) -> Callable:
@@ -96,9 +102,13 @@ class FlowTimeApply:
     parameterization: Any
     sde: Any
 
-    def __call__(self, params, x, t_flow, key=None):
+    @property
+    def num_classes(self) -> int:
+        return int(getattr(self.network, "num_classes", 0))
+
+    def __call__(self, params, x, t_flow, key=None, cond=None):
         return self.parameterization(NetworkApply(self.network), params, self.sde, x, self.sde.process_time(t_flow),
-                                     key=key)
+                                     key=key, cond=cond)
 
 
 def _flow_apply_fn(network, parameterization, sde) -> Callable:
@@ -133,10 +143,18 @@ def make_loss_fn(config: Any, dataset: Dataset, sde, network, parameterization,
     path of ``sde`` (a :class:`jaxdiff.paths.FlowProcess`), with the network read through the run's
     parameterization — the same wrapper that samples. ``bridge_matching`` / ``dsbm`` (first stage): bridge
     matching of both drifts / the forward drift on the same pairs. With a data ``source`` (``data.source``) the
-    source rows are preprocessed like the target's.
+    source rows are preprocessed like the target's. A class-conditional run (``model.num_classes``) gets batches
+    ``{"x0", "cond"}`` (dsm) or ``{"source", "target", "cond"}`` (flows), drops each label to the null class with
+    probability ``training.label_dropout`` (:func:`jaxdiff.guidance.drop_labels`) and conditions the network on it.
     """
     t = config.training
     model_key = config.model.dropout > 0
+    classes = C.num_classes(config)
+    if classes:
+        from jaxdiff.guidance import drop_labels
+
+        def labels_of(key, batch):  # per-example label dropout (classifier-free guidance's null class)
+            return drop_labels(key, batch["cond"], float(t.label_dropout), classes)
     if C.is_flow(config):
         from jaxdiff.flows.losses import flow_matching_loss, interpolant_loss
 
@@ -152,6 +170,11 @@ def make_loss_fn(config: Any, dataset: Dataset, sde, network, parameterization,
                                     model_key=model_key)
 
         def flow_loss(params, key, batch):
+            if classes:  # {"source", "target", "cond"} from make_flow_pairs (labels follow their targets)
+                k_data, k_loss, k_drop = jax.random.split(key, 3)
+                return core(params, k_loss, {"source": batch["source"],
+                                             "target": preprocess(dataset, k_data, batch["target"]),
+                                             "cond": labels_of(k_drop, batch)})
             k_data, k_loss, k_source = jax.random.split(key, 3)
             x0, x1 = batch
             if source is not None:
@@ -169,6 +192,9 @@ def make_loss_fn(config: Any, dataset: Dataset, sde, network, parameterization,
     )
 
     def loss(params, key, batch):
+        if classes:  # {"x0": rows, "cond": labels} from the stream
+            k_data, k_loss, k_drop = jax.random.split(key, 3)
+            return dsm(params, k_loss, {"x0": preprocess(dataset, k_data, batch["x0"]), "cond": labels_of(k_drop, batch)})
         k_data, k_loss = jax.random.split(key)
         return dsm(params, k_loss, preprocess(dataset, k_data, batch))
 
@@ -186,7 +212,8 @@ def make_flow_pairs(config: Any, dataset: Dataset, *, process_index: int = 0, pr
     scipy's assignment) or ``sinkhorn`` (ott-jax, ``flow.epsilon``) pairs them on the host — deterministic, so
     every process computes the same plan — on the target in model space before dequantization noise and
     flips (drawn on device afterwards). Each process then keeps rows ``[p B/P, (p+1) B/P)``: 1 process and N
-    processes train on identical pairs.
+    processes train on identical pairs. A conditional stream's ``{"x0", "cond"}`` gives
+    ``{"source", "target", "cond"}``, each label kept with its target row through the coupling.
     """
     from jaxdiff.flows.couplings import coupling_indices
 
@@ -196,7 +223,10 @@ def make_flow_pairs(config: Any, dataset: Dataset, *, process_index: int = 0, pr
     rows = slice(process_index * local, (process_index + 1) * local)
     base_key = jax.random.fold_in(jax.random.key(config.seed), 0x0C0)
 
-    def pairs(rows_in, step: int) -> tuple[np.ndarray, np.ndarray]:
+    def pairs(rows_in, step: int):
+        labels = None
+        if isinstance(rows_in, dict):  # a class-conditional stream: the labels travel with their target rows
+            rows_in, labels = rows_in["x0"], np.asarray(rows_in["cond"])
         if source is None:
             target = np.asarray(rows_in)
             x0 = np.random.default_rng([config.seed, int(step), 0x5EED]).standard_normal((batch, *shape),
@@ -210,6 +240,9 @@ def make_flow_pairs(config: Any, dataset: Dataset, *, process_index: int = 0, pr
             i, j = coupling_indices(key, x0_model, dataset.to_model(target), f.coupling,
                                     epsilon=float(f.epsilon) or None)
             x0, target = x0[np.asarray(i)], target[np.asarray(j)]
+            labels = None if labels is None else labels[np.asarray(j)]
+        if labels is not None:
+            return {"source": x0[rows], "target": target[rows], "cond": labels[rows]}
         return x0[rows], target[rows]
 
     return pairs
@@ -349,32 +382,58 @@ class Run:
         rows = self.source.test[np.arange(num) % len(self.source.test)]
         return self.source.to_model(rows)
 
+    @property
+    def num_classes(self) -> int:
+        """Classes of a conditional run (``model.num_classes``), 0 for an unconditional one."""
+        return C.num_classes(self.config)
+
     def sample(self, key, num: int, *, batch_size: int | None = None, return_nfe: bool = False,
-               **overrides) -> np.ndarray:
+               cond: Any = None, guidance: float | None = None, **overrides) -> np.ndarray:
         """``num`` samples in model space with the config's sampler (``overrides`` to ``jaxdiff.sample``); a
-        translation run carries its first ``num`` held-out source rows to the target."""
+        translation run carries its first ``num`` held-out source rows to the target. A conditional run takes
+        ``cond`` (an int, or ints ``[num]``) and a guidance weight ``guidance`` (default ``sampling.guidance``)."""
+        if cond is not None and guidance is None:
+            guidance = float(self.config.sampling.guidance)
         return draw_samples(self.config, self.params, self.sde, key, num, batch_size=batch_size,
-                            return_nfe=return_nfe, x_source=self.source_rows(num), **overrides)
+                            return_nfe=return_nfe, x_source=self.source_rows(num), cond=cond, guidance=guidance,
+                            **overrides)
 
     def sample_data_units(self, key, num: int, **kw) -> np.ndarray:
         """Samples in the data's own units (digit levels 0..16, CIFAR pixels 0..255, toy coordinates)."""
         return self.dataset.to_data_units(self.sample(key, num, **kw))
 
 
+def grid_labels(num_classes: int, num: int) -> tuple[np.ndarray | None, int | None]:
+    """A conditional run's sample grid: ``(labels, columns)`` with one row per class (``max(1, num // K)`` samples
+    of each class); ``(None, None)`` for an unconditional run."""
+    if not num_classes:
+        return None, None
+    per_class = max(1, num // num_classes)
+    return np.repeat(np.arange(num_classes, dtype=np.int32), per_class), per_class
+
+
 def draw_samples(config, score_model, sde, key, num: int, *, batch_size: int | None = None, return_nfe: bool = False,
-                 x_source: np.ndarray | None = None, **overrides):
+                 x_source: np.ndarray | None = None, cond: Any = None, guidance: float | None = None, **overrides):
     """``num`` samples (model space, numpy) in batches of ``batch_size`` (default ``eval.batch_size``); with
     ``return_nfe`` also the mean number of network evaluations per sample path. ``x_source`` (``[num, *shape]``,
-    model space): start there instead of ``N(0, I)`` (a translation run's source rows)."""
+    model space): start there instead of ``N(0, I)`` (a translation run's source rows). ``cond``: class labels
+    (an int, or ints ``[num]``) of a conditional run, with classifier-free ``guidance`` weight ``w``."""
     from jaxdiff.sampling import sample, translate
 
     name, options = C.sampler_settings(config)
     options.update(overrides)
     shape = C.data_shape(config)
     batch_size = int(batch_size or config.eval.batch_size)
+    if cond is not None:
+        cond = np.broadcast_to(np.asarray(cond), (num,))
+        options.update(guidance=guidance)
     out, nfes = [], []
     for i, k in enumerate(jax.random.split(key, math.ceil(num / batch_size))):
         n = min(batch_size, num - i * batch_size)
+        if cond is not None:  # padded like the states (label 0 for the padding rows)
+            labels = np.zeros((batch_size,), np.int32)
+            labels[:n] = cond[i * batch_size: i * batch_size + n]
+            options["cond"] = labels
         # one compiled program per distinct batch size: pad the last batch instead of recompiling
         if x_source is None:
             x, info = sample(k, score_model, sde, shape=(batch_size, *shape), sampler=name, return_info=True,
@@ -432,14 +491,15 @@ def check_workdir(config: Any, workdir: str) -> None:
         )
 
 
-def image_grid(images: np.ndarray, *, num_levels: int | None = None) -> np.ndarray:
-    """Tile ``[N, H, W, C]`` data-unit images into one uint8 ``[rows·(H+1)+1, cols·(W+1)+1(, 3)]`` grid."""
+def image_grid(images: np.ndarray, *, num_levels: int | None = None, cols: int | None = None) -> np.ndarray:
+    """Tile ``[N, H, W, C]`` data-unit images into one uint8 ``[rows·(H+1)+1, cols·(W+1)+1(, 3)]`` grid
+    (``cols`` default ``⌈√N⌉``; a conditional run's grid has one row per class)."""
     images = np.asarray(images)
     n, h, w, c = images.shape
     if num_levels is not None and num_levels != 256:
         images = np.round(images.astype(np.float64) * 255.0 / (num_levels - 1))
     images = np.clip(images, 0, 255).astype(np.uint8)
-    cols = int(math.ceil(math.sqrt(n)))
+    cols = int(math.ceil(math.sqrt(n))) if not cols else int(cols)
     rows = int(math.ceil(n / cols))
     grid = np.full((rows * (h + 1) + 1, cols * (w + 1) + 1, c), 255, np.uint8)
     for i in range(n):
@@ -451,12 +511,12 @@ def image_grid(images: np.ndarray, *, num_levels: int | None = None) -> np.ndarr
     return np.repeat(np.repeat(grid, scale, axis=0), scale, axis=1)
 
 
-def write_sample_grid(path: str, samples_data_units: np.ndarray, dataset: Dataset) -> str:
-    """A PNG grid of image samples, or a 2-D histogram of point samples."""
+def write_sample_grid(path: str, samples_data_units: np.ndarray, dataset: Dataset, *, cols: int | None = None) -> str:
+    """A PNG grid of image samples (``cols`` per row), or a 2-D histogram of point samples."""
     from jaxdiff.images import density_image, histogram_2d, write_png
 
     if dataset.is_image:
-        return write_png(path, image_grid(samples_data_units, num_levels=dataset.num_levels))
+        return write_png(path, image_grid(samples_data_units, num_levels=dataset.num_levels, cols=cols))
     extent = float(np.abs(dataset.train).max()) * 1.1
     return write_png(path, density_image(histogram_2d(samples_data_units, extent, 200)))
 
@@ -575,7 +635,7 @@ def _train(config: Any, workdir: str, dataset: Dataset, source: Dataset | None, 
     stream = make_stream(dataset, global_batch=t.batch_size, seed=config.seed,
                          process_index=0 if flow else jax.process_index(),
                          process_count=1 if flow else jax.process_count(), source=source,
-                         paired=bool(config.data.paired))
+                         paired=bool(config.data.paired), labels=C.num_classes(config) > 0)
     pairs = make_flow_pairs(config, dataset, process_index=jax.process_index(),
                             process_count=jax.process_count(), source=source) if flow else None
     iterator = DataIterator(stream)
@@ -632,10 +692,14 @@ def _train(config: Any, workdir: str, dataset: Dataset, source: Dataset | None, 
         model = _model_wrapper(config, network, parameterization, sde, _local_copy(state.ema_params))
         num = t.num_grid_samples
         x_source = None if source is None else source.to_model(source.test[np.arange(num) % len(source.test)])
+        labels, cols = grid_labels(C.num_classes(config), num)
+        if labels is not None:
+            num = len(labels)
         samples = draw_samples(config, model, sde, jax.random.fold_in(k_sample, step_now), num, batch_size=num,
-                               x_source=x_source)
+                               x_source=x_source, cond=labels,
+                               guidance=None if labels is None else float(config.sampling.guidance))
         path = os.path.join(workdir, "samples", f"step_{step_now:07d}.png")
-        write_sample_grid(path, dataset.to_data_units(samples), dataset)
+        write_sample_grid(path, dataset.to_data_units(samples), dataset, cols=cols)
         log(f"\nwrote {path}")
 
     metrics_path = os.path.join(workdir, "metrics.jsonl")
@@ -792,6 +856,36 @@ def load_run(workdir: str, *, step: int | None = None, log: Callable[[str], None
                network=network, step=int(state.step), state=state)
 
 
+def _evaluate_guidance(run: Run, key, labels: np.ndarray, log: Callable[[str], None], drawn: dict) -> dict:
+    """A conditional digits run's figures at each weight of ``eval.guidance``: class accuracy of the samples (the
+    project's digits classifier, the fraction classified as the label they were drawn for), FD_digits against the
+    held-out digits, NFE. Labels are balanced over the classes (``labels``); ``drawn`` receives ``{w: (samples,
+    nfe)}`` for reuse."""
+    config, dataset = run.config, run.dataset
+    if dataset.name not in DIGIT_DOMAINS:
+        return {}
+    from jaxdiff.metrics import digits_classifier, digits_frechet_distance
+
+    classifier = digits_classifier(0)
+    reference = digits_upright(dataset.name, dataset.test)
+    rows = []
+    for w in config.eval.guidance:
+        t0 = time.time()
+        x, nfe = run.sample(key, len(labels), return_nfe=True, cond=labels, guidance=float(w))
+        drawn[float(w)] = (x, nfe)
+        upright = digits_upright(dataset.name, dataset.to_data_units(x))
+        rows.append({"guidance": float(w), "class_accuracy": float(np.mean(classifier.predict(upright) == labels)),
+                     "fd_digits": float(digits_frechet_distance(upright, reference, seed=0)), "nfe": nfe,
+                     "seconds": time.time() - t0})
+        log(f"guidance w = {float(w):g}: class accuracy {rows[-1]['class_accuracy']:.3f}, FD_digits "
+            f"{rows[-1]['fd_digits']:.3f} ({time.time() - t0:.1f} s)")
+    return {"guided": rows, "guided_note": (
+        f"{len(labels)} samples with labels balanced over the {run.num_classes} classes at each classifier-free "
+        "guidance weight w ((1 + w)·cond − w·uncond; w = 0 is the conditional model); class_accuracy: the fraction "
+        "the project's digits classifier assigns to the label drawn for; fd_digits against the held-out digits; nfe: "
+        "guided model evaluations per sample (for w ≠ 0 each is one network call on the doubled batch: cond and null)")}
+
+
 def evaluate_run(run: Run, *, log: Callable[[str], None] | None = None, write: bool = True) -> dict:
     """The final evaluation, written to ``workdir/eval.json``: bits/dim of held-out data through the
     PF-ODE (Hutchinson) and a sample-quality figure (digits: Fréchet distance in the project's digits
@@ -800,7 +894,11 @@ def evaluate_run(run: Run, *, log: Callable[[str], None] | None = None, write: b
     A translation run (``data.source``) carries the held-out source rows to the target and reports the same
     figures against the held-out target rows (digit domains: FD_digits of the upright translated digits, the
     fraction whose class the digits classifier still recognises, and with ``data.paired`` the mean squared
-    error to the paired target); there is no likelihood (the source is a data law, not ``N(0, I)``)."""
+    error to the paired target); there is no likelihood (the source is a data law, not ``N(0, I)``).
+
+    A class-conditional run samples with labels balanced over the classes at ``sampling.guidance`` (its
+    ``fd_digits`` and ``class_accuracy``) and reports each weight of ``eval.guidance`` under ``"guided"``; its
+    bits/dim is that of the unconditional (null-class) branch, ``p(x)``."""
     from jaxdiff.likelihood import bits_per_dim, log_likelihood
 
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -857,12 +955,26 @@ def evaluate_run(run: Run, *, log: Callable[[str], None] | None = None, write: b
     if source is not None:  # translation: each held-out source row once
         num = min(num, len(source.test))
         out["source"] = source.name
-    model_samples, nfe = run.sample(k_sample, num, return_nfe=True)
+    classes = run.num_classes
+    labels = None if not classes else np.arange(num, dtype=np.int32) % classes  # balanced over the classes
+    drawn: dict = {}
+    if classes:
+        out.update(_evaluate_guidance(run, k_sample, labels, log, drawn))
+        out["guidance"] = float(config.sampling.guidance)
+    if float(config.sampling.guidance) in drawn:  # the same key, labels and weight: the same samples
+        model_samples, nfe = drawn[float(config.sampling.guidance)]
+    else:
+        model_samples, nfe = run.sample(k_sample, num, return_nfe=True, cond=labels)
     samples = dataset.to_data_units(model_samples)
     out["num_samples"] = num
     out["sampler"] = C.sampler_settings(config)[0]
     out["sampler_nfe"] = nfe
     out["sampling_seconds"] = time.time() - t1
+    if classes and dataset.name in DIGIT_DOMAINS:
+        from jaxdiff.metrics import digits_classifier
+
+        out["class_accuracy"] = float(np.mean(digits_classifier(0).predict(digits_upright(dataset.name, samples))
+                                              == labels))
     if dataset.name in DIGIT_DOMAINS:
         from jaxdiff.metrics import digits_classifier, digits_frechet_distance
 
@@ -904,6 +1016,7 @@ __all__ = [
     "check_workdir",
     "draw_samples",
     "evaluate_run",
+    "grid_labels",
     "image_grid",
     "init_params",
     "load_run",
