@@ -7,6 +7,7 @@ The public API is re-exported here; implementation modules are ``jaxdiff.process
 
 from jaxdiff import (
     flows,  # noqa: E402  (flow matching, rectified flow, interpolants, Schrödinger bridges)
+    guidance,  # noqa: E402  (classifier-free guidance: jaxdiff.guidance.Guided, condition_model)
     models,  # noqa: E402  (Flax score networks: jaxdiff.models.NCSNpp, DDPM, ScoreMLP)
     training,  # noqa: E402  (TrainState, make_optimizer, make_train_step)
 )
@@ -17,6 +18,7 @@ from jaxdiff.flows import (
     gaussian_entropic_ot,
     ot_plan,
 )
+from jaxdiff.guidance import Guided
 from jaxdiff.likelihood import bits_per_dim, dequantize, log_likelihood
 from jaxdiff.losses import (
     ddpm_loss,
@@ -66,6 +68,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "flows",
+    "guidance",
+    "Guided",
     "BrownianBridge",
     "BridgeModel",
     "FlowModel",
