@@ -342,6 +342,11 @@ class ModelWrapper(eqx.Module):
                          "model.num_classes=K, or pass score_fn/velocity_fn f(params, x, t, cond).")
 
 
+def _with_cond_leaf(model: "ModelWrapper", cond: Any) -> "ModelWrapper":
+    """``model`` with its ``cond`` leaf replaced (no constructor: safe inside a trace, where leaves are tracers)."""
+    return eqx.tree_at(lambda m: m.cond, model, cond, is_leaf=lambda v: v is None)
+
+
 def _cond_kw(cond: Any) -> dict:
     return {} if cond is None else {"cond": cond}
 
@@ -390,7 +395,7 @@ class ScoreModel(ModelWrapper):
     def with_cond(self, cond):
         if self.num_classes == 0:
             return super().with_cond(cond)
-        return ScoreModel(self.apply_fn, self.params, self.parameterization, cond=cond)
+        return _with_cond_leaf(self, cond)
 
     def _native(self, sde, x, t):
         return self.parameterization(self.apply_fn, self.params, sde, x, t, **_cond_kw(self.cond))
@@ -469,8 +474,7 @@ class FunctionModel(ModelWrapper):
     def with_cond(self, cond):
         if not self.takes_cond:
             return super().with_cond(cond)
-        return FunctionModel(self.fn, self.params, kind=self.kind, flow_time=self.flow_time, score_fn=self.score_fn,
-                             score_flow_time=self.score_flow_time, takes_cond=True, cond=cond)
+        return _with_cond_leaf(self, cond)
 
     def _call(self, fn, x, t):
         return fn(self.params, x, t, self.cond) if self.takes_cond else fn(self.params, x, t)
@@ -534,7 +538,7 @@ class FlowModel(ModelWrapper):
     def with_cond(self, cond):
         if self.num_classes == 0:
             return super().with_cond(cond)
-        return FlowModel(self.apply_fn, self.params, cond=cond)
+        return _with_cond_leaf(self, cond)
 
     @property
     def has_score(self) -> bool:
@@ -606,7 +610,7 @@ class BridgeModel(ModelWrapper):
     def with_cond(self, cond):
         if self.num_classes == 0:
             return super().with_cond(cond)
-        return BridgeModel(self.apply_fn, self.params, self.sigma, cond=cond)
+        return _with_cond_leaf(self, cond)
 
     def _head(self, name: str, x: Array, t: Array) -> Array:
         if name not in self.params:

@@ -65,7 +65,12 @@ def test_guided_model_predicts_the_guided_score_in_every_kind():
 
 
 SAMPLERS_W0 = [("ode_heun", 40), ("dpmpp_2m", 25), ("exp_abm", 15), ("ddim", 250), ("euler_maruyama", 200),
-               ("pc", 200), ("ode_adaptive", None), ("edm_heun", 40)]
+               ("pc", 200), ("ode_adaptive", None), ("edm_heun", 40), ("ode_euler", 200), ("ode_midpoint", 60),
+               ("dpmpp_3m", 25), ("sde", None), ("ddpm", 250), ("langevin", None), ("annealed_langevin", None)]
+
+
+def test_the_w0_check_covers_every_registered_sampler():
+    assert sorted(name for name, _ in SAMPLERS_W0) == sorted(jaxdiff.samplers())
 
 
 @pytest.mark.parametrize("sampler,steps", SAMPLERS_W0)
@@ -143,6 +148,33 @@ def test_flow_guidance_with_a_velocity_fn():
     guided = jaxdiff.sample(jax.random.key(6), None, path, shape=(2000, 2), sampler="ode_heun", steps=30,
                             velocity_fn=velocity_fn, cond=2, guidance=2.0)
     assert np.all(np.isfinite(guided)) and np.linalg.norm(np.mean(guided, 0) - MIX.means[2]) < 0.5
+
+
+def test_a_guided_bridge_moves_by_the_guided_drift():
+    """A bridge whose forward drift is a constant ``a_c`` per class (backward ``−a_c``: velocity ``a_c``, score 0):
+    translating 0 along ``dX = f dt + σ dW`` over [0, 1] ends at mean ``(1 + w) a_c − w a_∅``, std ``σ``."""
+    from jaxdiff.parameterization import BridgeModel
+
+    class ClassDrift:
+        num_classes = 2
+
+        def __call__(self, params, x, t, cond=None):
+            labels = jnp.full((x.shape[0],), 2) if cond is None else cond
+            return jnp.broadcast_to(params[labels], x.shape)
+
+        def __hash__(self):
+            return 2
+
+        def __eq__(self, other):
+            return isinstance(other, ClassDrift)
+
+    a = jnp.array([[1.0, 0.0], [0.0, 2.0], [0.5, 0.5]])  # classes 0, 1 and the null class
+    model = BridgeModel(ClassDrift(), {"forward": a, "backward": -a}, sigma=0.5)
+    x0 = jnp.zeros((4000, 2))
+    x1 = jaxdiff.translate(jax.random.key(9), model, jaxdiff.LinearInterpolant(), x0, sampler="euler_maruyama",
+                           steps=20, cond=jnp.ones(4000, jnp.int32), guidance=2.0)
+    np.testing.assert_allclose(np.mean(x1, 0), 3.0 * a[1] - 2.0 * a[2], atol=0.03)
+    np.testing.assert_allclose(np.std(x1, 0), 0.5, rtol=0.05)
 
 
 class CountingApply:
