@@ -73,6 +73,7 @@ def log_likelihood(
     prior_log_prob: Callable | None = None,
     on_max_steps: str = "raise",
     return_info: bool = False,
+    cond: Any = None,
 ):
     r"""``log p(x)`` per example under the model's probability-flow ODE, for every model family.
 
@@ -90,6 +91,8 @@ def log_likelihood(
       max_steps, on_max_steps: the solver's step cap, and what reaching it does: ``"raise"`` (diffrax's error) or
         ``"nan"`` (``log_p`` is NaN and ``info["converged"]`` False: an evaluation can cap its cost on a model
         whose ODE is still irregular, e.g. early in training).
+      cond: class labels (an int or ints ``[batch]``) of a conditional model: ``log p(x | c)`` (default: the
+        unconditional branch, ``log p(x)``); analytic functions then take ``f(params, x, t, cond)``.
     Returns:
       ``log_p [batch]``, or ``(log_p, info)`` with ``nfe``, ``converged``, ``prior_log_prob``, ``delta_log_prob``
       and ``latent`` (``x`` mapped to ``t_max``).
@@ -113,7 +116,11 @@ def log_likelihood(
     lo, hi = process.time_domain
     V.check_time("t_start", t0, lo, hi, type(process).__name__)
     V.check_less("t_start", t0, "t_max", process.t_max)
-    model = resolve_model(params, score_fn, velocity_fn, flow_time=is_path)
+    model = resolve_model(params, score_fn, velocity_fn, flow_time=is_path, takes_cond=cond is not None)
+    if cond is not None:
+        from jaxdiff.guidance import condition_model
+
+        model = condition_model(model, cond, batch=int(np.shape(x)[0]))
     log_p, info = _solve(
         key, model, process, jnp.asarray(x), jnp.asarray(t0, jnp.result_type(x)),
         divergence=divergence, probe=probe, rtol=rtol, atol=atol, max_steps=max_steps, prior_log_prob=prior_log_prob,
