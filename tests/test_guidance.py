@@ -271,3 +271,28 @@ def test_conditional_log_likelihood_is_the_components_log_density():
     expected = jnp.sum(-0.5 * ((x - means) / stds) ** 2 - jnp.log(stds) - 0.5 * jnp.log(2 * jnp.pi), -1)
     np.testing.assert_allclose(logp, expected, atol=0.03)  # (the prior's mismatch at t_max, float32 solves)
     assert np.all(np.abs(np.asarray(expected - MIX.log_prob(x))) > 0.3)  # the unconditional density is far off
+
+
+def test_networks_embed_the_label_with_a_null_class():
+    from jaxdiff.models import DDPM, NCSNpp, ScoreMLP
+
+    x = jax.random.normal(jax.random.key(11), (3, 2))
+    noise = jnp.full((3,), 0.5)
+    mlp = ScoreMLP(hidden=(16,), embedding_dim=8, init_scale=1.0, num_classes=4)
+    params = mlp.init(jax.random.key(0), x, noise)["params"]
+    assert params["ClassEmbedding_0"]["Embed_0"]["embedding"].shape == (5, 8)  # 4 classes + the null row
+    out = {c: mlp.apply({"params": params}, x, noise, cond=jnp.full((3,), c)) for c in range(5)}
+    assert not np.allclose(out[0], out[1])  # the label changes the output
+    np.testing.assert_array_equal(mlp.apply({"params": params}, x, noise), out[4])  # cond=None is the null class
+    with pytest.raises(ValueError, match="unconditional"):
+        ScoreMLP(hidden=(16,), embedding_dim=8).init(jax.random.key(0), x, noise, cond=jnp.zeros(3, jnp.int32))
+    # the U-Nets add the embedding to their 4·nf time embedding; unconditional parameter counts are unchanged
+    images = jnp.zeros((1, 8, 8, 1))
+
+    def count(net):
+        shapes = jax.eval_shape(lambda: net.init(jax.random.key(0), images, jnp.ones((1,))))["params"]
+        return sum(int(np.prod(a.shape)) for a in jax.tree_util.tree_leaves(shapes))
+
+    for cls in (NCSNpp, DDPM):
+        kw = dict(nf=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,))
+        assert count(cls(num_classes=10, **kw)) - count(cls(**kw)) == 11 * 4 * 8
