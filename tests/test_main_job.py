@@ -305,3 +305,27 @@ def test_bad_config_is_refused_before_compiling(tmp_path):
                  "--config.optim.lr=-1.0"])
     assert proc.returncode == 2 and "optim.lr=-1.0" in proc.stderr
     assert not os.path.exists(tmp_path / "bad" / "checkpoints")
+
+
+def test_n_jitted_steps_runs_several_steps_per_call_with_every_step_logged(tmp_path):
+    """``training.n_jitted_steps``: 5 steps per dispatch (a lax.scan) train the same parameters as 1 and log the
+    same per-step losses; a call stops at each log boundary (here every 10 steps: two calls of 5)."""
+    from experiments.configs.toy_ring import get_config
+
+    results = {}
+    for k in (1, 5):
+        config = get_config()
+        config.training.n_iters, config.training.snapshot_freq, config.training.log_freq = 30, 15, 10
+        config.training.batch_size = 64
+        config.model.hidden, config.model.embedding_dim = (32, 32), 16
+        config.training.snapshot_sampling, config.eval.at_end = False, False
+        config.training.n_jitted_steps = k
+        workdir = str(tmp_path / f"k{k}")
+        run = train(config, workdir, progress=False, log=lambda m: None)
+        with open(os.path.join(workdir, "metrics.jsonl")) as fh:
+            logged = [(r["step"], r["loss"]) for r in map(json.loads, fh)]
+        results[k] = (jax.tree_util.tree_leaves(run.state.params), logged)
+    assert [s for s, _ in results[5][1]] == [10, 15, 20, 30]  # log and snapshot boundaries (15 cuts a call)
+    assert results[1][1] == results[5][1]
+    for a, b in zip(results[1][0], results[5][0]):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)

@@ -27,7 +27,6 @@ TIME_SAMPLING = ("uniform", "stratified", "low_discrepancy", "antithetic", "impo
 OPTIMIZERS = ("adam", "adamw")
 # Fields score_sde has and jaxdiff accepts for compatibility but does not use (documented no-ops).
 IGNORED = (
-    "training.n_jitted_steps",
     "training.eval_freq",
     "training.snapshot_freq_for_preemption",
     "eval.begin_ckpt",
@@ -53,7 +52,9 @@ def default_config() -> ml_collections.ConfigDict:
     training.eval_freq = 100  # score_sde: eval-loss frequency; ignored (jaxdiff logs the train loss)
     training.snapshot_freq_for_preemption = 10000  # ignored: every snapshot is a resumable checkpoint
     training.snapshot_sampling = True
-    training.n_jitted_steps = 5  # ignored: one jitted step per call (dispatch is not the bottleneck)
+    # optimizer steps per dispatch (a lax.scan; every step's loss is still logged and checked); a call never
+    # crosses a log, snapshot, sample or stage boundary, so a boundary that is not a multiple compiles one more size
+    training.n_jitted_steps = 5
     training.time_sampling = "uniform"  # jaxdiff: t ~ U[t_eps, T] or variance-reduced schemes
     training.t_eps = 1e-5  # score_sde's hard-coded eps of the continuous losses
     training.max_to_keep = 3  # jaxdiff: checkpoints kept
@@ -272,6 +273,7 @@ def validate_config(config: Any, *, device_count: int | None = None) -> ml_colle
     need(get("training.continuous") is True, "training.continuous",
          "jaxdiff trains the continuous-time objectives only (discrete DDPM/SMLD chains: jaxdiff.ddpm_loss, ncsn_loss)")
     integer("training.batch_size", 1)
+    integer("training.n_jitted_steps", 1)
     integer("training.n_iters", 0)
     integer("training.snapshot_freq", 1)
     integer("training.log_freq", 1)

@@ -664,24 +664,30 @@ def _train(config: Any, workdir: str, dataset: Dataset, source: Dataset | None, 
         f"process(es); batch {t.batch_size}; steps {start} → {total}"
         + (f" (stages {' → '.join(run_stages)}, {t.n_iters} steps each)" if staged else ""))
 
-    step_fns: dict[str, Callable] = {}
+    step_fns: dict[tuple[str, int], Callable] = {}
+    loss_fns: dict[str, Callable] = {}
 
-    def stage_step(index: int) -> Callable:
+    def stage_step(index: int, steps: int) -> Callable:
+        """The compiled step of stage ``index`` running ``steps`` optimizer steps per call (``n_jitted_steps``)."""
         kind = "data" if index == 0 else run_stages[index]  # the first stage trains on the data stream
-        if kind not in step_fns:
+        if kind not in loss_fns:
             if kind == "data":
-                loss_fn = make_loss_fn(config, dataset, sde, network, parameterization, source)
+                loss_fns[kind] = make_loss_fn(config, dataset, sde, network, parameterization, source)
             else:
-                loss_fn = make_pair_loss_fn(config, sde, network, parameterization, kind=kind)
-            step_fns[kind] = make_train_step(loss_fn, optimizer, ema_rate=config.model.ema_rate,
-                                             ema_warmup=config.model.ema_warmup, mesh=mesh)
-        return step_fns[kind]
+                loss_fns[kind] = make_pair_loss_fn(config, sde, network, parameterization, kind=kind)
+        if (kind, steps) not in step_fns:
+            step_fns[kind, steps] = make_train_step(loss_fns[kind], optimizer, ema_rate=config.model.ema_rate,
+                                                    ema_warmup=config.model.ema_warmup, mesh=mesh,
+                                                    steps_per_call=steps, per_step_metrics=True)
+        return step_fns[kind, steps]
 
     pool, pool_stage = None, None
+    stacked_sharding = NamedSharding(mesh, P(None, "data"))
 
-    def global_batch(local):
+    def global_batch(local, steps: int = 1):
+        sharding = batch_sharding if steps == 1 else stacked_sharding
         return jax.tree_util.tree_map(
-            lambda a: jax.make_array_from_process_local_data(batch_sharding, np.asarray(a)), local)
+            lambda a: jax.make_array_from_process_local_data(sharding, np.asarray(a)), local)
 
     def save(step_now: int) -> None:
         ckpt.save(step_now, pack(state, teacher), {"data_iterator": iterator.get_state(), "step": step_now})
@@ -711,8 +717,13 @@ def _train(config: Any, workdir: str, dataset: Dataset, source: Dataset | None, 
 
     def check_window() -> dict:
         nonlocal window, last_good
-        host = jax.device_get([m for _, m in window])
-        for (s, _), m in zip(window, host):
+        chunks = jax.device_get([m for _, m in window])
+        steps_done, host = [], []
+        for (first, _), m in zip(window, chunks):  # a call's metrics hold one value per step
+            for j, (loss_j, norm_j) in enumerate(zip(np.atleast_1d(m["loss"]), np.atleast_1d(m["grad_norm"]))):
+                steps_done.append(first + j)
+                host.append({"loss": loss_j, "grad_norm": norm_j})
+        for s, m in zip(steps_done, host):
             if not (math.isfinite(float(m["loss"])) and math.isfinite(float(m["grad_norm"]))):
                 bar.close()
                 ckpt.close()
@@ -726,13 +737,27 @@ def _train(config: Any, workdir: str, dataset: Dataset, source: Dataset | None, 
         window = []
         return {k: float(v) for k, v in last.items()} if last else {}
 
+    per_call = int(t.n_jitted_steps)
+
+    def call_size(step_now: int, index: int) -> int:
+        """Steps of the next call: ``n_jitted_steps``, cut at the next log / snapshot / sample / stage boundary."""
+        ends = [(index + 1) * t.n_iters, total]
+        for every in (t.log_freq, t.snapshot_freq, sample_every):
+            if every:
+                ends.append((step_now // every + 1) * every)
+        return max(1, min([per_call] + [e - step_now for e in ends if e > step_now]))
+
     try:
         while step < total:
             index = min(step // t.n_iters, len(run_stages) - 1)
             kind = run_stages[index]
+            n = call_size(step, index)
             if index == 0:
-                local = next(iterator)
-                batch = global_batch(pairs(local, step) if flow else local)
+                locals_ = [next(iterator) for _ in range(n)]
+                if flow:
+                    locals_ = [pairs(local, step + j) for j, local in enumerate(locals_)]
+                batch = global_batch(locals_[0] if n == 1 else jax.tree_util.tree_map(
+                    lambda *rows: np.stack(rows), *locals_), n)
             else:
                 if step == index * t.n_iters:  # entering the stage: the teacher is the last stage's EMA model
                     teacher = jax.tree_util.tree_map(jnp.copy, state.ema_params)
@@ -745,10 +770,13 @@ def _train(config: Any, workdir: str, dataset: Dataset, source: Dataset | None, 
                     teacher_model = _model_wrapper(config, network, parameterization, sde, _local_copy(teacher))
                     pool = stage_pool(config, sde, teacher_model, index, kind, dataset, source)
                     pool_stage = index
-                batch = global_batch(pool_batch(config, pool, step, jax.process_index(), jax.process_count()))
-            state, metrics = stage_step(index)(state, batch)
-            step += 1
-            window.append((step, metrics))
+                locals_ = [pool_batch(config, pool, step + j, jax.process_index(), jax.process_count())
+                           for j in range(n)]
+                batch = global_batch(locals_[0] if n == 1 else jax.tree_util.tree_map(
+                    lambda *rows: np.stack(rows), *locals_), n)
+            state, metrics = stage_step(index, n)(state, batch)
+            window.append((step + 1, metrics))
+            step += n
             snapshot = step % t.snapshot_freq == 0 or step == total
             if step % t.log_freq == 0 or snapshot:
                 last = check_window()

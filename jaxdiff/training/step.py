@@ -96,6 +96,7 @@ def make_train_step(
     donate: bool = True,
     steps_per_call: int = 1,
     draw_batch: Callable[[Array, Any], Any] | None = None,
+    per_step_metrics: bool = False,
 ) -> Callable[[TrainState, Any], tuple[TrainState, dict]]:
     """A jitted ``train_step(state, batch) -> (state, {"loss", "grad_norm"})``: the one train step of jaxdiff
     (the main job, and every training loop of :mod:`jaxdiff.flows` through :func:`jaxdiff.flows.fit`).
@@ -115,6 +116,9 @@ def make_train_step(
         ``draw_batch`` the batch argument stacks ``n`` batches on a leading axis.
       draw_batch: ``draw_batch(key, data) -> batch``: each step draws its batch inside the program from the
         state's key and the call's ``data`` argument (a pool of pairs, or None for traceable samplers).
+      per_step_metrics: with ``steps_per_call > 1``, return every step's ``loss`` and ``grad_norm`` (arrays
+        ``[steps_per_call]``, score_sde's ``n_jitted_steps``: the job logs and checks each step) instead of the
+        mean loss and last norm.
     """
     if not 0.0 <= ema_rate < 1.0:
         raise ValueError(f"ema_rate must lie in [0, 1), got ema_rate={ema_rate!r}.")
@@ -147,6 +151,8 @@ def make_train_step(
                 state, metrics = jax.lax.scan(one_step, state, batch)
             else:
                 state, metrics = jax.lax.scan(lambda s, _: drawn_step(s, batch), state, None, length=steps_per_call)
+            if per_step_metrics:
+                return state, metrics
             return state, {"loss": jnp.mean(metrics["loss"]), "grad_norm": metrics["grad_norm"][-1]}
 
     donate_argnums = (0,) if donate else ()
