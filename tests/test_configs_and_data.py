@@ -237,3 +237,23 @@ def test_toy_sets_are_deterministic_and_finite(name):
     a, b = D.toy_points(name, 500, 1), D.toy_points(name, 500, 1)
     np.testing.assert_array_equal(a, b)
     assert a.shape == (500, 2) and np.all(np.isfinite(a)) and a.std() > 0.3
+
+
+def test_precision_remat_and_jitted_steps_fields():
+    from experiments.configs.vp_digits import get_config
+    from jaxdiff.training import config as C
+
+    config = get_config()
+    config.training.precision = "float16"
+    config.training.n_jitted_steps = 0
+    with pytest.raises(C.ConfigError) as err:
+        C.validate_config(config)
+    assert "training.precision='float16'" in str(err.value) and "['float32', 'bfloat16']" in str(err.value)
+    assert "training.n_jitted_steps=0" in str(err.value)
+    config = get_config()
+    config.training.precision, config.model.remat = "bfloat16", True
+    network = C.build_network(C.validate_config(config))
+    assert network.dtype == jnp.bfloat16 and network.remat
+    # neither changes the saved parameters: a workdir may be resumed with them switched
+    saved = C.flatten_config(get_config())
+    assert C.incompatible_fields(saved, C.flatten_config(config)) == []

@@ -96,3 +96,58 @@ def test_mlp_in_a_loss_and_sampler():
     model = jaxdiff.ScoreModel(apply, params, jaxdiff.Direct("eps", noise_input="t_scaled"))
     samples = jaxdiff.sample(jax.random.PRNGKey(3), model, sde, shape=(64, 2), sampler="exp_abm", steps=10, t_end=0.0)
     assert samples.shape == (64, 2) and bool(jnp.all(jnp.isfinite(samples)))
+
+
+def _small_unet(cls, **kw):
+    base = dict(nf=16, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,), dropout=0.0)
+    if cls is NCSNpp:
+        base["init_scale"] = 1.0  # a nonzero last layer: outputs that a wrong precision or remat would change
+    return cls(**base, **kw)
+
+
+@pytest.mark.parametrize("cls", [NCSNpp, DDPM])
+def test_remat_keeps_parameters_and_gradients_and_stores_fewer_activations(cls):
+    """``remat=True``: the same parameter tree and values, gradients equal to the plain network's, and the
+    activations kept for the backward pass (JAX's saved residuals) at least halved."""
+    from jax._src.ad_checkpoint import saved_residuals
+
+    x = jax.random.normal(jax.random.key(0), (4, 8, 8, 3))
+    noise = jnp.linspace(0.1, 0.9, 4)
+    plain, remat = _small_unet(cls), _small_unet(cls, remat=True)
+    params = plain.init(jax.random.key(1), x, noise)["params"]
+    assert jax.tree_util.tree_structure(remat.init(jax.random.key(1), x, noise)["params"]) == \
+        jax.tree_util.tree_structure(params)
+
+    def loss(net):
+        return lambda p: jnp.sum(net.apply({"params": p}, x, noise, train=True, rngs={"dropout": jax.random.key(2)}) ** 2)
+
+    g_plain, g_remat = jax.grad(loss(plain))(params), jax.grad(loss(remat))(params)
+    for a, b in zip(jax.tree_util.tree_leaves(g_plain), jax.tree_util.tree_leaves(g_remat)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+    def saved_bytes(net):
+        return sum(int(np.prod(a.shape)) * a.dtype.itemsize for a, _ in saved_residuals(loss(net), params))
+
+    assert saved_bytes(remat) < 0.5 * saved_bytes(plain)
+
+
+def test_bfloat16_compute_keeps_float32_parameters_and_loss_close():
+    """``dtype=bfloat16``: parameters (and their gradients) stay float32, the layers compute in bfloat16 (the output
+    differs from float32 by bfloat16 rounding, not more), and a DSM loss on the same batch agrees to 1 %."""
+    x = jax.random.normal(jax.random.key(3), (4, 8, 8, 3), jnp.float32)
+    noise = jnp.linspace(1.0, 900.0, 4, dtype=jnp.float32)
+    f32, bf16 = _small_unet(NCSNpp), _small_unet(NCSNpp, dtype=jnp.bfloat16)
+    params = f32.init(jax.random.key(4), x, noise)["params"]
+    dtypes = {a.dtype for a in jax.tree_util.tree_leaves(bf16.init(jax.random.key(4), x, noise)["params"])}
+    assert jnp.bfloat16 not in dtypes and dtypes == {a.dtype for a in jax.tree_util.tree_leaves(params)}
+    out32, out16 = f32.apply({"params": params}, x, noise), bf16.apply({"params": params}, x, noise)
+    assert out16.dtype == jnp.float32  # returned in the input's dtype
+    rel = float(jnp.linalg.norm(out16 - out32) / jnp.linalg.norm(out32))
+    assert 1e-4 < rel < 0.05, rel  # bfloat16 arithmetic happened, and only rounding-sized differences
+    sde = jaxdiff.VPSDE()
+    apply32 = lambda p, y, n: f32.apply({"params": p}, y, n)  # noqa: E731
+    apply16 = lambda p, y, n: bf16.apply({"params": p}, y, n)  # noqa: E731
+    losses = [jaxdiff.dsm_loss(sde, fn, reduce="mean")(params, jax.random.key(5), x) for fn in (apply32, apply16)]
+    assert abs(float(losses[1]) / float(losses[0]) - 1.0) < 0.01
+    grads = jax.grad(jaxdiff.dsm_loss(sde, apply16, reduce="mean"))(params, jax.random.key(5), x)
+    assert all(g.dtype == p.dtype for g, p in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(params)))

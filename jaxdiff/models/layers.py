@@ -22,14 +22,35 @@ def default_init(scale: float = 1.0) -> Callable:
     return nn.initializers.variance_scaling(1e-10 if scale == 0 else scale, "fan_avg", "uniform")
 
 
-def group_norm(channels: int) -> nn.GroupNorm:
-    """GroupNorm with ``min(C // 4, 32)`` groups (score_sde's rule)."""
-    return nn.GroupNorm(num_groups=min(channels // 4, 32), epsilon=1e-6)
+def group_norm(channels: int, dtype: Any = None) -> nn.GroupNorm:
+    """GroupNorm with ``min(C // 4, 32)`` groups (score_sde's rule); statistics in float32 whatever ``dtype``."""
+    return nn.GroupNorm(num_groups=min(channels // 4, 32), epsilon=1e-6, dtype=dtype)
 
 
-def conv(features: int, kernel: int = 3, stride: int = 1, init_scale: float = 1.0, padding: Any = "SAME") -> nn.Conv:
+def conv(features: int, kernel: int = 3, stride: int = 1, init_scale: float = 1.0, padding: Any = "SAME",
+         dtype: Any = None) -> nn.Conv:
+    """A 2-D convolution with score_sde's initialization; ``dtype`` the compute dtype (parameters stay float32)."""
     return nn.Conv(features, (kernel, kernel), strides=(stride, stride), padding=padding,
-                   kernel_init=default_init(init_scale), bias_init=nn.initializers.zeros)
+                   kernel_init=default_init(init_scale), bias_init=nn.initializers.zeros, dtype=dtype)
+
+
+def dense(features: int, dtype: Any = None, init_scale: float = 1.0) -> nn.Dense:
+    return nn.Dense(features, kernel_init=default_init(init_scale), bias_init=nn.initializers.zeros, dtype=dtype)
+
+
+def counted(block_cls: type, remat: bool) -> Callable:
+    """A factory of ``block_cls`` modules named ``<Class>_0, _1, ...`` in creation order — the names Flax gives them
+    anyway — optionally rematerialized (``nn.remat``: activations recomputed in the backward pass, ``train``, the
+    third call argument, static). Equal names keep the parameters of a remat and a plain network identical."""
+    wrapped = nn.remat(block_cls, static_argnums=(3,)) if remat else block_cls
+    count = [0]
+
+    def make(**kw):
+        name = f"{block_cls.__name__}_{count[0]}"
+        count[0] += 1
+        return wrapped(name=name, **kw)
+
+    return make
 
 
 class NIN(nn.Module):
@@ -37,11 +58,14 @@ class NIN(nn.Module):
 
     features: int
     init_scale: float = 0.1
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x):
         w = self.param("W", default_init(self.init_scale), (x.shape[-1], self.features))
         b = self.param("b", nn.initializers.zeros, (self.features,))
+        if self.dtype is not None:
+            x, w, b = x.astype(self.dtype), w.astype(self.dtype), b.astype(self.dtype)
         return jnp.einsum("...c,cd->...d", x, w) + b
 
 
@@ -116,11 +140,12 @@ class FIRConvDownsample(nn.Module):
 
     features: int
     init_scale: float = 1.0
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x):
         x = _depthwise(x, _fir_kernel(), pad=(2, 2))
-        return conv(self.features, 3, stride=2, init_scale=self.init_scale, padding="VALID")(x)
+        return conv(self.features, 3, stride=2, init_scale=self.init_scale, padding="VALID", dtype=self.dtype)(x)
 
 
 # --- residual and attention blocks ------------------------------------------------------------------------
@@ -141,25 +166,27 @@ class ResnetBlockBigGAN(nn.Module):
     skip_rescale: bool = True
     init_scale: float = 0.0
     act: Callable = nn.swish
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x, temb=None, train: bool = False):
         out_ch = self.out_ch or x.shape[-1]
-        h = self.act(group_norm(x.shape[-1])(x))
+        dt = self.dtype
+        h = self.act(group_norm(x.shape[-1], dt)(x))
         if self.up:
             up = fir_upsample if self.fir else naive_upsample
             h, x = up(h), up(x)
         elif self.down:
             down = fir_downsample if self.fir else naive_downsample
             h, x = down(h), down(x)
-        h = conv(out_ch)(h)
+        h = conv(out_ch, dtype=dt)(h)
         if temb is not None:
-            h = h + nn.Dense(out_ch, kernel_init=default_init(), bias_init=nn.initializers.zeros)(self.act(temb))[:, None, None, :]
-        h = self.act(group_norm(out_ch)(h))
+            h = h + dense(out_ch, dt)(self.act(temb))[:, None, None, :]
+        h = self.act(group_norm(out_ch, dt)(h))
         h = nn.Dropout(self.dropout)(h, deterministic=not train)
-        h = conv(out_ch, init_scale=self.init_scale)(h)
+        h = conv(out_ch, init_scale=self.init_scale, dtype=dt)(h)
         if x.shape[-1] != out_ch or self.up or self.down:
-            x = conv(out_ch, 1)(x)
+            x = conv(out_ch, 1, dtype=dt)(x)
         return (x + h) / np.sqrt(2.0) if self.skip_rescale else x + h
 
 
@@ -171,18 +198,20 @@ class ResnetBlockDDPM(nn.Module):
     skip_rescale: bool = False
     init_scale: float = 0.0
     act: Callable = nn.swish
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x, temb=None, train: bool = False):
         out_ch = self.out_ch or x.shape[-1]
-        h = conv(out_ch)(self.act(group_norm(x.shape[-1])(x)))
+        dt = self.dtype
+        h = conv(out_ch, dtype=dt)(self.act(group_norm(x.shape[-1], dt)(x)))
         if temb is not None:
-            h = h + nn.Dense(out_ch, kernel_init=default_init(), bias_init=nn.initializers.zeros)(self.act(temb))[:, None, None, :]
-        h = self.act(group_norm(out_ch)(h))
+            h = h + dense(out_ch, dt)(self.act(temb))[:, None, None, :]
+        h = self.act(group_norm(out_ch, dt)(h))
         h = nn.Dropout(self.dropout)(h, deterministic=not train)
-        h = conv(out_ch, init_scale=self.init_scale)(h)
+        h = conv(out_ch, init_scale=self.init_scale, dtype=dt)(h)
         if x.shape[-1] != out_ch:
-            x = NIN(out_ch)(x)
+            x = NIN(out_ch, dtype=dt)(x)
         return (x + h) / np.sqrt(2.0) if self.skip_rescale else x + h
 
 
@@ -191,16 +220,20 @@ class AttnBlock(nn.Module):
 
     skip_rescale: bool = False
     init_scale: float = 0.0
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x):
         b, h, w, c = x.shape
-        y = group_norm(c)(x)
-        q, k, v = NIN(c)(y), NIN(c)(y), NIN(c)(y)
+        dt = self.dtype
+        y = group_norm(c, dt)(x)
+        q, k, v = NIN(c, dtype=dt)(y), NIN(c, dtype=dt)(y), NIN(c, dtype=dt)(y)
         logits = jnp.einsum("bhwc,bHWc->bhwHW", q, k) / np.sqrt(c)
-        weights = jax.nn.softmax(logits.reshape(b, h, w, h * w), axis=-1).reshape(b, h, w, h, w)
+        # softmax in at least float32 (bfloat16 logits lose the small weights)
+        logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
+        weights = jax.nn.softmax(logits.reshape(b, h, w, h * w), axis=-1).reshape(b, h, w, h, w).astype(v.dtype)
         y = jnp.einsum("bhwHW,bHWc->bhwc", weights, v)
-        y = NIN(c, init_scale=self.init_scale)(y)
+        y = NIN(c, init_scale=self.init_scale, dtype=dt)(y)
         return (x + y) / np.sqrt(2.0) if self.skip_rescale else x + y
 
 
@@ -208,18 +241,20 @@ class Downsample(nn.Module):
     """DDPM's stride-2 3×3 convolution (Flax SAME padding: 0 before, 1 after) or 2×2 average."""
 
     with_conv: bool = True
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x):
-        return conv(x.shape[-1], 3, stride=2)(x) if self.with_conv else naive_downsample(x)
+        return conv(x.shape[-1], 3, stride=2, dtype=self.dtype)(x) if self.with_conv else naive_downsample(x)
 
 
 class Upsample(nn.Module):
     """Nearest 2× upsampling, then (optionally) a 3×3 convolution."""
 
     with_conv: bool = True
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x):
         x = naive_upsample(x)
-        return conv(x.shape[-1], 3)(x) if self.with_conv else x
+        return conv(x.shape[-1], 3, dtype=self.dtype)(x) if self.with_conv else x

@@ -10,6 +10,11 @@ classifier-free guidance, is added to the time embedding. ``cond`` is an int arr
 ``[0, K]``, or None for the null class (the unconditional branch). ``num_classes = 0`` (default) is the
 unconditional network, with score_sde's parameter counts; it refuses a ``cond``.
 
+``dtype`` is the compute dtype (``jnp.bfloat16`` for mixed precision: parameters stay float32, each layer casts
+them; group-norm statistics and the attention softmax stay float32; the output is returned in the input's dtype);
+None computes in the inputs' dtype. ``remat=True`` rematerializes every residual block (``nn.remat``: its
+activations are recomputed in the backward pass instead of stored), with the same parameter names and values.
+
 ``out_heads = k`` makes the last layer emit ``k`` stacked outputs along the channel axis (the interpolant's
 velocity and noise heads from one network); the default 1 is score_sde's network. Parameter counts equal
 score_sde's: DDPM++ continuous (CIFAR-10) 61,804,419; NCSN++ continuous
@@ -18,7 +23,7 @@ score_sde's: DDPM++ continuous (CIFAR-10) 61,804,419; NCSN++ continuous
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -34,7 +39,9 @@ from jaxdiff.models.layers import (
     ResnetBlockDDPM,
     Upsample,
     conv,
+    counted,
     default_init,
+    dense,
     group_norm,
     sinusoidal_embedding,
 )
@@ -61,10 +68,12 @@ class ClassEmbedding(nn.Module):
 
     num_classes: int
     features: int
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, labels):
-        table = nn.Embed(self.num_classes + 1, self.features, embedding_init=nn.initializers.normal(stddev=1.0))
+        table = nn.Embed(self.num_classes + 1, self.features, embedding_init=nn.initializers.normal(stddev=1.0),
+                         dtype=self.dtype)
         return table(labels)
 
 
@@ -75,6 +84,7 @@ class _TimeEmbedding(nn.Module):
     nf: int
     embedding_type: str = "positional"
     fourier_scale: float = 16.0
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, noise_in):
@@ -82,8 +92,8 @@ class _TimeEmbedding(nn.Module):
             emb = GaussianFourierProjection(embedding_size=self.nf, scale=self.fourier_scale)(jnp.log(noise_in))
         else:
             emb = sinusoidal_embedding(noise_in, self.nf)
-        emb = nn.Dense(4 * self.nf, kernel_init=default_init(), bias_init=nn.initializers.zeros)(emb)
-        return nn.Dense(4 * self.nf, kernel_init=default_init(), bias_init=nn.initializers.zeros)(nn.swish(emb))
+        emb = dense(4 * self.nf, self.dtype)(emb)
+        return dense(4 * self.nf, self.dtype)(nn.swish(emb))
 
 
 class NCSNpp(nn.Module):
@@ -109,29 +119,35 @@ class NCSNpp(nn.Module):
     centered: bool = True
     out_heads: int = 1
     num_classes: int = 0
+    dtype: Any = None
+    remat: bool = False
 
     @nn.compact
     def __call__(self, x, noise_in, train: bool = False, cond=None):
+        in_dtype, dt = x.dtype, self.dtype
+        if dt is not None:
+            x = x.astype(dt)
         if self.embedding_type not in ("positional", "fourier"):
             raise ValueError(f"embedding_type must be 'positional' or 'fourier', got {self.embedding_type!r}.")
         if self.progressive_input not in ("none", "residual"):
             raise ValueError(f"progressive_input must be 'none' or 'residual', got {self.progressive_input!r}.")
-        temb = _TimeEmbedding(self.nf, self.embedding_type, self.fourier_scale)(noise_in)
+        temb = _TimeEmbedding(self.nf, self.embedding_type, self.fourier_scale, dt)(noise_in)
         labels = class_labels(cond, self.num_classes, x.shape[0])
         if labels is not None:
-            temb = temb + ClassEmbedding(self.num_classes, temb.shape[-1])(labels)
+            temb = temb + ClassEmbedding(self.num_classes, temb.shape[-1], dt)(labels)
+        make_block = counted(ResnetBlockBigGAN, self.remat)
 
         def resblock(**kw):
-            return ResnetBlockBigGAN(dropout=self.dropout, fir=self.fir, skip_rescale=self.skip_rescale,
-                                     init_scale=self.init_scale, **kw)
+            return make_block(dropout=self.dropout, fir=self.fir, skip_rescale=self.skip_rescale,
+                              init_scale=self.init_scale, dtype=dt, **kw)
 
         def attention():
-            return AttnBlock(skip_rescale=self.skip_rescale, init_scale=self.init_scale)
+            return AttnBlock(skip_rescale=self.skip_rescale, init_scale=self.init_scale, dtype=dt)
 
         if not self.centered:
             x = 2.0 * x - 1.0
         pyramid = x
-        hs = [conv(self.nf)(x)]
+        hs = [conv(self.nf, dtype=dt)(x)]
         levels = len(self.ch_mult)
         for level, mult in enumerate(self.ch_mult):
             for _ in range(self.num_res_blocks):
@@ -143,9 +159,9 @@ class NCSNpp(nn.Module):
                 h = resblock(down=True)(hs[-1], temb, train)
                 if self.progressive_input == "residual":
                     if self.fir:
-                        pyramid = FIRConvDownsample(h.shape[-1])(pyramid)
+                        pyramid = FIRConvDownsample(h.shape[-1], dtype=dt)(pyramid)
                     else:
-                        pyramid = conv(h.shape[-1], 3, stride=2)(pyramid)
+                        pyramid = conv(h.shape[-1], 3, stride=2, dtype=dt)(pyramid)
                     pyramid = (pyramid + h) / np.sqrt(2.0) if self.skip_rescale else pyramid + h
                     h = pyramid
                 hs.append(h)
@@ -163,8 +179,8 @@ class NCSNpp(nn.Module):
             if level != 0:
                 h = resblock(up=True)(h, temb, train)
         assert not hs
-        h = nn.swish(group_norm(h.shape[-1])(h))
-        return conv(x.shape[-1] * self.out_heads, init_scale=self.init_scale)(h)
+        h = nn.swish(group_norm(h.shape[-1], dt)(h))
+        return conv(x.shape[-1] * self.out_heads, init_scale=self.init_scale, dtype=dt)(h).astype(in_dtype)
 
 
 class DDPM(nn.Module):
@@ -178,39 +194,47 @@ class DDPM(nn.Module):
     resamp_with_conv: bool = True
     out_heads: int = 1
     num_classes: int = 0
+    dtype: Any = None
+    remat: bool = False
 
     @nn.compact
     def __call__(self, x, noise_in, train: bool = False, cond=None):
-        temb = _TimeEmbedding(self.nf, "positional")(noise_in)
+        in_dtype, dt = x.dtype, self.dtype
+        if dt is not None:
+            x = x.astype(dt)
+        temb = _TimeEmbedding(self.nf, "positional", dtype=dt)(noise_in)
         labels = class_labels(cond, self.num_classes, x.shape[0])
         if labels is not None:
-            temb = temb + ClassEmbedding(self.num_classes, temb.shape[-1])(labels)
-        hs = [conv(self.nf)(x)]
+            temb = temb + ClassEmbedding(self.num_classes, temb.shape[-1], dt)(labels)
+        make_block = counted(ResnetBlockDDPM, self.remat)
+
+        def resblock(**kw):
+            return make_block(dropout=self.dropout, dtype=dt, **kw)
+
+        hs = [conv(self.nf, dtype=dt)(x)]
         levels = len(self.ch_mult)
         for level, mult in enumerate(self.ch_mult):
             for _ in range(self.num_res_blocks):
-                h = ResnetBlockDDPM(out_ch=self.nf * mult, dropout=self.dropout)(hs[-1], temb, train)
+                h = resblock(out_ch=self.nf * mult)(hs[-1], temb, train)
                 if h.shape[1] in self.attn_resolutions:
-                    h = AttnBlock()(h)
+                    h = AttnBlock(dtype=dt)(h)
                 hs.append(h)
             if level != levels - 1:
-                hs.append(Downsample(self.resamp_with_conv)(hs[-1]))
+                hs.append(Downsample(self.resamp_with_conv, dtype=dt)(hs[-1]))
         h = hs[-1]
-        h = ResnetBlockDDPM(dropout=self.dropout)(h, temb, train)
-        h = AttnBlock()(h)
-        h = ResnetBlockDDPM(dropout=self.dropout)(h, temb, train)
+        h = resblock()(h, temb, train)
+        h = AttnBlock(dtype=dt)(h)
+        h = resblock()(h, temb, train)
         for level in reversed(range(levels)):
             for _ in range(self.num_res_blocks + 1):
-                h = ResnetBlockDDPM(out_ch=self.nf * self.ch_mult[level], dropout=self.dropout)(
-                    jnp.concatenate([h, hs.pop()], axis=-1), temb, train
-                )
+                h = resblock(out_ch=self.nf * self.ch_mult[level])(jnp.concatenate([h, hs.pop()], axis=-1), temb, train)
             if h.shape[1] in self.attn_resolutions:
-                h = AttnBlock()(h)
+                h = AttnBlock(dtype=dt)(h)
             if level != 0:
-                h = Upsample(self.resamp_with_conv)(h)
+                h = Upsample(self.resamp_with_conv, dtype=dt)(h)
         assert not hs
-        h = nn.swish(group_norm(h.shape[-1])(h))
-        return conv(x.shape[-1] * self.out_heads, init_scale=0.0)(h)
+        h = nn.swish(group_norm(h.shape[-1], dt)(h))
+        return conv(x.shape[-1] * self.out_heads, init_scale=0.0, dtype=dt)(h).astype(in_dtype)
 
 
 class ScoreMLP(nn.Module):
@@ -227,21 +251,25 @@ class ScoreMLP(nn.Module):
     init_scale: float = 0.0
     out_heads: int = 1
     num_classes: int = 0
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x, noise_in, train: bool = False, cond=None):
+        in_dtype, dt = x.dtype, self.dtype
+        if dt is not None:
+            x = x.astype(dt)
         if self.embedding_type == "fourier":
             emb = GaussianFourierProjection(self.embedding_dim // 2, self.fourier_scale)(jnp.log(noise_in))
         else:
             emb = sinusoidal_embedding(noise_in, self.embedding_dim)
-        emb = nn.Dense(self.embedding_dim, kernel_init=default_init())(emb)
+        emb = nn.Dense(self.embedding_dim, kernel_init=default_init(), dtype=dt)(emb)
         labels = class_labels(cond, self.num_classes, x.shape[0])
         if labels is not None:
-            emb = emb + ClassEmbedding(self.num_classes, self.embedding_dim)(labels)
+            emb = emb + ClassEmbedding(self.num_classes, self.embedding_dim, dt)(labels)
         emb = nn.swish(emb)
         shape = x.shape
-        h = jnp.concatenate([x.reshape(shape[0], -1), emb], axis=-1)
+        h = jnp.concatenate([x.reshape(shape[0], -1), emb.astype(x.dtype)], axis=-1)
         for width in self.hidden:
-            h = nn.swish(nn.Dense(width, kernel_init=default_init())(h))
-        out = nn.Dense(int(np.prod(shape[1:])) * self.out_heads, kernel_init=default_init(self.init_scale))(h)
-        return out.reshape(*shape[:-1], shape[-1] * self.out_heads)
+            h = nn.swish(nn.Dense(width, kernel_init=default_init(), dtype=dt)(h))
+        out = nn.Dense(int(np.prod(shape[1:])) * self.out_heads, kernel_init=default_init(self.init_scale), dtype=dt)(h)
+        return out.reshape(*shape[:-1], shape[-1] * self.out_heads).astype(in_dtype)

@@ -25,6 +25,7 @@ FLOW_COUPLINGS = ("independent", "exact", "sinkhorn", "paired")
 MODELS = ("ncsnpp", "ddpm", "mlp")
 TIME_SAMPLING = ("uniform", "stratified", "low_discrepancy", "antithetic", "importance")
 OPTIMIZERS = ("adam", "adamw")
+PRECISIONS = ("float32", "bfloat16")
 # Fields score_sde has and jaxdiff accepts for compatibility but does not use (documented no-ops).
 IGNORED = (
     "training.eval_freq",
@@ -67,6 +68,9 @@ def default_config() -> ml_collections.ConfigDict:
     # jaxdiff: class-conditional runs (model.num_classes > 0): each example's label is replaced by the null class
     # with this probability, independently (classifier-free guidance's unconditional branch)
     training.label_dropout = 0.1
+    # jaxdiff: the networks' compute dtype: "float32", or "bfloat16" (mixed precision: parameters, optimizer state,
+    # EMA, losses and every process coefficient, σ and time stay float32; the network's layers compute in bfloat16)
+    training.precision = "float32"
 
     # jaxdiff: the interpolant path of the flow objectives, from N(0, I) (t = 0) to the data (t = 1)
     config.flow = flow = ml_collections.ConfigDict()
@@ -171,6 +175,7 @@ def default_config() -> ml_collections.ConfigDict:
     model.embedding_dim = 128  # jaxdiff: MLP time-embedding width
     # jaxdiff: K > 0: a class-conditional network (label embedding added to the time embedding, row K = null class)
     model.num_classes = 0
+    model.remat = False  # jaxdiff: rematerialize the U-Nets' residual blocks (less activation memory, ~⅓ more compute)
 
     config.optim = optim = ml_collections.ConfigDict()
     optim.weight_decay = 0.0
@@ -426,6 +431,7 @@ def validate_config(config: Any, *, device_count: int | None = None) -> ml_colle
          "model.hidden", "must be a non-empty tuple of positive integers")
     integer("model.embedding_dim", 2)
     integer("model.num_classes", 0)
+    choice("training.precision", PRECISIONS)
     v = get("training.label_dropout")
     need(_is_number(v) and 0 <= v < 1, "training.label_dropout", "must lie in [0, 1)")
     v = get("sampling.guidance")
@@ -563,15 +569,19 @@ def build_network(config: Any):
     m = config.model
     heads = 2 if config.training.get("objective", "dsm") == "interpolant" else 1
     classes = int(m.get("num_classes", 0))
+    import jax.numpy as jnp
+
+    dtype = jnp.bfloat16 if config.training.get("precision", "float32") == "bfloat16" else None
+    remat = bool(m.get("remat", False))
     if m.name == "ncsnpp":
-        return NCSNpp(out_heads=heads, num_classes=classes, nf=m.nf, ch_mult=tuple(m.ch_mult), num_res_blocks=m.num_res_blocks,
+        return NCSNpp(out_heads=heads, num_classes=classes, dtype=dtype, remat=remat, nf=m.nf, ch_mult=tuple(m.ch_mult), num_res_blocks=m.num_res_blocks,
                       attn_resolutions=tuple(m.attn_resolutions), dropout=m.dropout, embedding_type=m.embedding_type,
                       fourier_scale=m.fourier_scale, progressive_input=m.progressive_input, fir=m.fir,
                       skip_rescale=m.skip_rescale, init_scale=m.init_scale, centered=config.data.centered)
     if m.name == "ddpm":
-        return DDPM(out_heads=heads, num_classes=classes, nf=m.nf, ch_mult=tuple(m.ch_mult), num_res_blocks=m.num_res_blocks,
+        return DDPM(out_heads=heads, num_classes=classes, dtype=dtype, remat=remat, nf=m.nf, ch_mult=tuple(m.ch_mult), num_res_blocks=m.num_res_blocks,
                     attn_resolutions=tuple(m.attn_resolutions), dropout=m.dropout, resamp_with_conv=m.resamp_with_conv)
-    return ScoreMLP(out_heads=heads, num_classes=classes, hidden=tuple(m.hidden), embedding_dim=m.embedding_dim, embedding_type=m.embedding_type,
+    return ScoreMLP(out_heads=heads, num_classes=classes, dtype=dtype, hidden=tuple(m.hidden), embedding_dim=m.embedding_dim, embedding_type=m.embedding_type,
                     fourier_scale=m.fourier_scale, init_scale=m.init_scale)
 
 
@@ -641,7 +651,8 @@ STATE_FIELDS = ("training.sde", "training.objective", "flow.", "data.dataset", "
 
 def incompatible_fields(saved: dict, current: dict) -> list[str]:
     """Keys (of :func:`flatten_config` dicts) whose values differ and which :data:`STATE_FIELDS` cover,
-    except ``model.ema_rate``, ``model.ema_warmup``, ``model.dropout`` (training-only)."""
+    except ``model.ema_rate``, ``model.ema_warmup``, ``model.dropout``, ``model.remat`` (training-only: the saved
+    parameters are the same; so is ``training.precision``, whose parameters are float32 either way)."""
     keys = sorted(set(saved) | set(current))
     defaults = flatten_config(default_config())  # a key a run saved before the schema had it: its default
     flow_run = current.get("training.objective", "dsm") != "dsm"
@@ -649,7 +660,7 @@ def incompatible_fields(saved: dict, current: dict) -> list[str]:
     for key in keys:
         if not any(key == f or (f.endswith(".") and key.startswith(f)) for f in STATE_FIELDS):
             continue
-        if key in ("model.ema_rate", "model.ema_warmup", "model.dropout"):
+        if key in ("model.ema_rate", "model.ema_warmup", "model.dropout", "model.remat"):
             continue
         if key.startswith("flow.") and not flow_run:
             continue
