@@ -53,6 +53,15 @@ def test_labels_follow_their_targets_through_the_exact_ot_coupling():
     # the coupling permuted the targets (OT moved rows) and each label still belongs to its target row
     assert not np.array_equal(out["target"], item["x0"])
     np.testing.assert_array_equal(out["cond"], out["target"][:, 0, 0, 0].astype(int) % 10)
+    # coupled within each class: a class's noise rows are exactly the batch's noise rows at that class's positions
+    # (i.i.d. N(0, I) draws, so every class keeps an N(0, I) source), re-paired among themselves
+    independent = get_config()
+    independent.training.batch_size, independent.flow.coupling = 32, "independent"
+    plain = make_flow_pairs(independent, dataset)(item, step=3)
+    for c in range(10):
+        rows = np.asarray(item["cond"]) == c
+        got = np.sort(out["source"][out["cond"] == c].reshape(-1, 64), axis=0)
+        np.testing.assert_array_equal(got, np.sort(plain["source"][rows].reshape(-1, 64), axis=0))
 
 
 def test_grid_labels_make_one_row_per_class():

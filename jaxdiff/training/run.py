@@ -213,7 +213,11 @@ def make_flow_pairs(config: Any, dataset: Dataset, *, process_index: int = 0, pr
     every process computes the same plan — on the target in model space before dequantization noise and
     flips (drawn on device afterwards). Each process then keeps rows ``[p B/P, (p+1) B/P)``: 1 process and N
     processes train on identical pairs. A conditional stream's ``{"x0", "cond"}`` gives
-    ``{"source", "target", "cond"}``, each label kept with its target row through the coupling.
+    ``{"source", "target", "cond"}``, each label kept with its target row, and the coupling is solved **within each
+    class**: the noise rows at a class's positions (i.i.d. N(0, I), so still N(0, I)) are paired with that class's
+    targets. One plan over the whole batch would instead hand each class the noise region OT sends to it, so the
+    conditional model would never see N(0, I) noise with its label and fail when sampled from it (measured on
+    digits: class accuracy 0.84 and FD_digits 6.8 at w = 0, against 0.98 / 1.6 for the VP-SDE).
     """
     from jaxdiff.flows.couplings import coupling_indices
 
@@ -237,8 +241,16 @@ def make_flow_pairs(config: Any, dataset: Dataset, *, process_index: int = 0, pr
             x0_model = source.to_model(x0)
         if f.coupling not in ("independent", "paired"):
             key = jax.random.fold_in(base_key, int(step)) if f.coupling == "sinkhorn" else base_key  # (exact: unused)
-            i, j = coupling_indices(key, x0_model, dataset.to_model(target), f.coupling,
-                                    epsilon=float(f.epsilon) or None)
+            target_model = dataset.to_model(target)
+            if labels is None:
+                i, j = coupling_indices(key, x0_model, target_model, f.coupling, epsilon=float(f.epsilon) or None)
+            else:  # within each class: every class keeps an N(0, I) source (see below)
+                i, j = np.arange(batch), np.arange(batch)
+                for c in np.unique(labels):
+                    rows_c = np.flatnonzero(labels == c)
+                    ic, jc = coupling_indices(jax.random.fold_in(key, int(c)), x0_model[rows_c], target_model[rows_c],
+                                              f.coupling, epsilon=float(f.epsilon) or None)
+                    i[rows_c], j[rows_c] = rows_c[np.asarray(ic)], rows_c[np.asarray(jc)]
             x0, target = x0[np.asarray(i)], target[np.asarray(j)]
             labels = None if labels is None else labels[np.asarray(j)]
         if labels is not None:
