@@ -1,7 +1,8 @@
 """Train any model family (diffusion, flows, interpolants, bridges) through the one job: ``python -m experiments.train
 --config=experiments/configs/vp_digits.py --workdir=outputs/digits [--config.training.n_iters=...]``.
 
-Without ``--config`` the embedded default (digits) is used. Giving the same ``--workdir`` again resumes
+Without ``--config`` the embedded default (digits) is used. Class-conditional runs with classifier-free guidance:
+``vp_digits_cond.py``, ``fm_digits_cond.py``, ``vp_cifar_cond.py`` (``model.num_classes``). Giving the same ``--workdir`` again resumes
 from its newest readable checkpoint (a damaged newer one is reported and renamed aside). Exit status: 0 done,
 2 bad config / flag / data / workdir (also: the workdir is in use by another training process), 3 non-finite loss.
 """
