@@ -358,7 +358,21 @@ def _apply_num_classes(apply_fn: Any) -> int | None:
     return None if value is None else int(value)
 
 
-class ScoreModel(ModelWrapper):
+class _NetworkModel(ModelWrapper):
+    """A wrapper around a network ``apply_fn`` with a ``cond`` leaf: its class count is the network's (the job's
+    ``NetworkApply`` reports it; a plain function: unknown, and a condition is passed to it as ``cond=``)."""
+
+    @property
+    def num_classes(self) -> int | None:
+        return _apply_num_classes(self.apply_fn)
+
+    def with_cond(self, cond):
+        if self.num_classes == 0:
+            return super().with_cond(cond)
+        return _with_cond_leaf(self, cond)
+
+
+class ScoreModel(_NetworkModel):
     """A network with its parameters and parameterization.
 
     ``ScoreModel(apply_fn, params, parameterization).score(sde, x, t) = ∇ log p_t(x)`` as the network
@@ -387,15 +401,6 @@ class ScoreModel(ModelWrapper):
     @property
     def prediction(self) -> str:
         return self.parameterization.prediction
-
-    @property
-    def num_classes(self) -> int | None:
-        return _apply_num_classes(self.apply_fn)
-
-    def with_cond(self, cond):
-        if self.num_classes == 0:
-            return super().with_cond(cond)
-        return _with_cond_leaf(self, cond)
 
     def _native(self, sde, x, t):
         return self.parameterization(self.apply_fn, self.params, sde, x, t, **_cond_kw(self.cond))
@@ -501,7 +506,7 @@ class ScoreMethodModel(ModelWrapper):
         return self.model.score(sde, x, t)
 
 
-class FlowModel(ModelWrapper):
+class FlowModel(_NetworkModel):
     r"""A velocity network (head ``"velocity"``) and optionally a noise network (head ``"noise"``), both
     ``apply_fn(head_params, x, t) -> [batch, *data]`` in flow time ``t`` (source 0, target 1).
 
@@ -530,15 +535,6 @@ class FlowModel(ModelWrapper):
     @property
     def prediction(self) -> str:
         return "flow_velocity"
-
-    @property
-    def num_classes(self) -> int | None:
-        return _apply_num_classes(self.apply_fn)
-
-    def with_cond(self, cond):
-        if self.num_classes == 0:
-            return super().with_cond(cond)
-        return _with_cond_leaf(self, cond)
 
     @property
     def has_score(self) -> bool:
@@ -575,7 +571,7 @@ class FlowModel(ModelWrapper):
         return self._noise_score(path, x, _batch_time(t, x))
 
 
-class BridgeModel(ModelWrapper):
+class BridgeModel(_NetworkModel):
     r"""Forward and backward drifts of a diffusion bridge with noise ``σ`` (``ε = σ²``), as DSBM trains.
 
     ``forward_drift(x, t)``: ``dX = f dt + σ dW`` from ``t = 0`` to 1. ``backward_drift(x, t)``: the
@@ -602,15 +598,6 @@ class BridgeModel(ModelWrapper):
     @property
     def prediction(self) -> str:
         return "flow_velocity"
-
-    @property
-    def num_classes(self) -> int | None:
-        return _apply_num_classes(self.apply_fn)
-
-    def with_cond(self, cond):
-        if self.num_classes == 0:
-            return super().with_cond(cond)
-        return _with_cond_leaf(self, cond)
 
     def _head(self, name: str, x: Array, t: Array) -> Array:
         if name not in self.params:

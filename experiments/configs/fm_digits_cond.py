@@ -3,12 +3,8 @@ Heun 50 steps) with classifier-free guidance: the labels travel with their targe
 each dropped to the null class with probability 0.1; the guided velocity is ``(1 + w)·v(x, t | c) − w·v(x, t)``."""
 
 from experiments.configs import fm_digits
+from experiments.configs._conditional import make_conditional
 
 
 def get_config():
-    config = fm_digits.get_config()
-    config.model.num_classes = 10
-    config.training.label_dropout = 0.1
-    config.sampling.guidance = 1.0
-    config.eval.guidance = (0.0, 1.0, 3.0)
-    return config
+    return make_conditional(fm_digits.get_config())

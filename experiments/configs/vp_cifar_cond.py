@@ -11,13 +11,10 @@ augmentation (not in jaxdiff), batch 512 / lr 1e-3 (score_sde's optimizer is kep
 """
 
 from experiments.configs import vp_cifar
+from experiments.configs._conditional import make_conditional
 
 
 def get_config():
-    config = vp_cifar.get_config()
-    config.model.num_classes = 10
+    config = make_conditional(vp_cifar.get_config(), eval_guidance=(0.0, 1.0))
     config.model.dropout = 0.13
-    config.training.label_dropout = 0.1
-    config.sampling.guidance = 1.0
-    config.eval.guidance = (0.0, 1.0)
     return config

@@ -5,12 +5,8 @@ label is dropped to the null class with probability 0.1, so one network gives bo
 adds class accuracy and FD_digits at the weights of ``eval.guidance``."""
 
 from experiments.configs import vp_digits
+from experiments.configs._conditional import make_conditional
 
 
 def get_config():
-    config = vp_digits.get_config()
-    config.model.num_classes = 10
-    config.training.label_dropout = 0.1
-    config.sampling.guidance = 1.0
-    config.eval.guidance = (0.0, 1.0, 3.0)
-    return config
+    return make_conditional(vp_digits.get_config())
