@@ -3,9 +3,9 @@
 backward pass (JAX's saved residuals: what an accelerator must hold, whatever the backend), XLA's compiled
 temporary buffer size on this backend, and the step time where it fits the time budget.
 
-On XLA:CPU the rematerialization is undone by the compiler (the lowered program recomputes each block; the
-compiled one does not: count the dot/convolution ops), so CPU memory does not drop with remat — the saved-residual
-column is the figure that carries to GPU/TPU.
+On XLA:CPU the compiled step's temporary memory does not drop with remat (in a toy check the compiled CPU program had
+dropped the recomputation the lowered one asked for) — the saved-residual column is the figure that carries to
+GPU/TPU. Batches not in ``--time-batches`` are compiled, not run (batch 128 in float32 does not fit 24 GiB on CPU).
 
     python -m benchmarks.precision_memory                       # batches 8, 32, 128; timed at 8 and 32
     python -m benchmarks.precision_memory --batches 8 --time-batches 8 --no-write
