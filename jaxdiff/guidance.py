@@ -116,7 +116,7 @@ def condition_model(model: ModelWrapper, cond: Any, guidance: Any = None, guide:
             raise ValueError("guidance and guide_model need class labels: pass cond=labels (ints [batch]) too.")
         return model
     labels = np.asarray(cond)
-    if labels.dtype.kind not in "iu" and not (labels.dtype.kind == "b"):
+    if labels.dtype.kind not in "iu":
         raise TypeError(f"cond must be integer class labels (an int or ints [batch]), got dtype {labels.dtype}.")
     if labels.ndim == 0:
         labels = np.full((batch,), int(labels))
