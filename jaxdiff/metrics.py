@@ -275,12 +275,187 @@ def digits_frechet_distance(samples_levels, reference_levels, seed: int = 0) -> 
                             np.asarray(_classifier_outputs(params, reference)[1]))
 
 
+# --------------------------------------------------------------------------------------------------
+# FID, Inception Score and KID with the FID Inception network (pytorch-fid's weights)
+# --------------------------------------------------------------------------------------------------
+
+
+def _check_images(images) -> np.ndarray:
+    arr = np.asarray(images)
+    if arr.dtype != np.uint8:
+        raise TypeError(f"images must be uint8 [N, H, W, 3] (0..255), got dtype {arr.dtype}; convert float images in "
+                        "[0, 1] as score_sde does: np.clip(x * 255, 0, 255).astype(np.uint8).")
+    if arr.ndim != 4 or arr.shape[-1] != 3 or arr.shape[0] < 1:
+        raise ValueError(f"images must be [N, H, W, 3] with N >= 1 (NHWC, RGB), got shape {arr.shape}.")
+    return arr
+
+
+def inception_features_and_logits(images, weights, *, mode: str = "pytorch_fid",
+                                  batch_size: int = 100) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 ``[N, H, W, 3]`` images → (pool3 features ``[N, 2048]``, logits ``[N, 1008]``), both float64.
+
+    The FID Inception network (:mod:`jaxdiff.inception`) with ``weights`` (the path of pytorch-fid's
+    ``pt_inception-2015-12-05-6726825d.pth`` state dict, an ``.npz`` of it, or the dict itself) and the input
+    pipeline ``mode`` ("pytorch_fid" or "tf_legacy"). Batches of ``batch_size`` images, one compile per shape
+    (the last batch is padded to ``batch_size``).
+    """
+    from jaxdiff import inception
+
+    if mode not in inception.MODES:
+        raise ValueError(f"mode must be one of {inception.MODES}, got mode={mode!r}.")
+    V.check_int_at_least("batch_size", batch_size, 1)
+    arr = _check_images(images)
+    params = inception.load_params(weights)
+    n = arr.shape[0]
+    size = min(batch_size, n)
+    pools, logits = [], []
+    for start in range(0, n, size):
+        chunk = arr[start:start + size]
+        real = chunk.shape[0]
+        if real < size:
+            chunk = np.concatenate([chunk, np.zeros((size - real,) + chunk.shape[1:], np.uint8)])
+        pool, logit = inception._features_batch(params, jnp.asarray(chunk), mode)
+        pools.append(np.asarray(pool, np.float64)[:real])
+        logits.append(np.asarray(logit, np.float64)[:real])
+    return np.concatenate(pools), np.concatenate(logits)
+
+
+def inception_features(images, weights, *, mode: str = "pytorch_fid", batch_size: int = 100) -> np.ndarray:
+    """Pool3 features float64 ``[N, 2048]`` of uint8 images ``[N, H, W, 3]``, as pytorch-fid computes them
+    (``mode="pytorch_fid"``: bilinear resize to 299 with PyTorch's half-pixel rule, no antialiasing, ``2x − 1``).
+    See :func:`inception_features_and_logits`."""
+    return inception_features_and_logits(images, weights, mode=mode, batch_size=batch_size)[0]
+
+
+def feature_statistics(features) -> tuple[np.ndarray, np.ndarray]:
+    """``(μ, Σ)`` of features ``[N, F]`` in float64: the mean and the unbiased (``N − 1``) covariance, as
+    pytorch-fid's ``calculate_activation_statistics``."""
+    arr = _check_features("features", features)
+    return arr.mean(axis=0), np.cov(arr, rowvar=False, ddof=1).reshape(arr.shape[1], arr.shape[1])
+
+
+def load_statistics(path) -> tuple[np.ndarray, np.ndarray]:
+    """Reference ``(μ, Σ)`` from an ``.npz`` holding ``mu`` and ``sigma`` (pytorch-fid's ``--save-stats`` and
+    :mod:`experiments.fid_stats` files) or raw pool3 activations (``pool_3``, as score_sde's
+    ``cifar10_stats.npz``; or ``features`` / ``activations``), whose statistics are computed here."""
+    import os
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"fid_stats: no statistics file at {path!r}.")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except Exception as err:  # noqa: BLE001
+        raise ValueError(f"fid_stats: {path} is not an .npz/.npy file of statistics ({err}).") from None
+    if not hasattr(data, "files"):
+        raise ValueError(f"fid_stats: {path} is a bare array; expected an .npz with 'mu' and 'sigma' or 'pool_3'.")
+    with data:
+        files = set(data.files)
+        if {"mu", "sigma"} <= files:
+            mu, sigma = np.asarray(data["mu"], np.float64), np.asarray(data["sigma"], np.float64)
+            if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
+                raise ValueError(f"fid_stats: {path} has mu of shape {mu.shape} and sigma of shape {sigma.shape}; "
+                                 "expected [F] and [F, F].")
+            return mu, sigma
+        for key in ("pool_3", "features", "activations"):
+            if key in files:
+                acts = np.asarray(data[key], np.float64)
+                return feature_statistics(acts.reshape(acts.shape[0], -1))
+    raise ValueError(f"fid_stats: {path} holds {sorted(files)}; expected 'mu' and 'sigma' (statistics) or 'pool_3' "
+                     "(activations).")
+
+
+def fid(features_or_stats_a, features_or_stats_b) -> float:
+    """FID: the Fréchet distance between two feature sets ``[N, 2048]`` or ``(μ, Σ)`` pairs (either may be
+    either), with float64 moments and a symmetric eigen-form trace square root that is exact for singular
+    covariances (see :func:`frechet_distance_from_moments`)."""
+
+    def moments(x, name):
+        if isinstance(x, tuple) and len(x) == 2:
+            return x
+        return feature_statistics(_check_features(name, x))
+
+    mu_a, sigma_a = moments(features_or_stats_a, "features_a")
+    mu_b, sigma_b = moments(features_or_stats_b, "features_b")
+    return frechet_distance_from_moments(mu_a, sigma_a, mu_b, sigma_b)
+
+
+def inception_score(logits, splits: int = 10) -> tuple[float, float]:
+    r"""Inception Score ``exp(E_x KL(p(y|x) ‖ p(y)))`` from logits ``[N, 1008]``: mean and standard deviation over
+    ``splits`` consecutive, unshuffled chunks (rows ``⌊iN/splits⌋ … ⌊(i+1)N/splits⌋``), softmax over all 1008
+    logits in float64 — the convention of Salimans et al.'s code and of torch-fidelity with ``shuffle=False``
+    (population standard deviation, ``ddof = 0``). Shuffle the rows first to reproduce a shuffled protocol."""
+    V.check_int_at_least("splits", splits, 1)
+    z = np.asarray(logits, np.float64)
+    if z.ndim != 2 or z.shape[0] < splits:
+        raise ValueError(f"logits must be [N, classes] with N >= splits={splits}, got shape {z.shape}.")
+    log_p = z - z.max(axis=1, keepdims=True)
+    log_p = log_p - np.log(np.exp(log_p).sum(axis=1, keepdims=True))
+    p = np.exp(log_p)
+    n = z.shape[0]
+    scores = []
+    for i in range(splits):
+        lo, hi = i * n // splits, (i + 1) * n // splits
+        q = p[lo:hi].mean(axis=0, keepdims=True)
+        log_q = np.log(np.where(q > 0, q, 1.0))
+        terms = np.where(p[lo:hi] > 0, p[lo:hi] * (log_p[lo:hi] - log_q), 0.0)  # 0·log 0 = 0
+        scores.append(np.exp(np.mean(np.sum(terms, axis=1))))
+    return float(np.mean(scores)), float(np.std(scores))
+
+
+def _polynomial_mmd2(x: np.ndarray, y: np.ndarray, degree: int, gamma: float, coef0: float) -> float:
+    """Unbiased MMD² with the kernel ``k(a, b) = (γ a·b + c)^d`` between equal-size sets ``[m, F]``."""
+    m = x.shape[0]
+    k_xx = (gamma * (x @ x.T) + coef0) ** degree
+    k_yy = (gamma * (y @ y.T) + coef0) ** degree
+    k_xy = (gamma * (x @ y.T) + coef0) ** degree
+    off_diagonal = (k_xx.sum() - np.trace(k_xx) + k_yy.sum() - np.trace(k_yy)) / (m * (m - 1))
+    return float(off_diagonal - 2.0 * k_xy.sum() / m**2)
+
+
+def kernel_inception_distance(features_a, features_b, *, subsets: int = 100, subset_size: int = 1000,
+                              degree: int = 3, gamma: float | None = None, coef0: float = 1.0,
+                              seed: int = 2020) -> tuple[float, float]:
+    r"""KID (Bińkowski et al.): mean and standard deviation over ``subsets`` of the unbiased MMD² with the
+    polynomial kernel ``(γ a·b + coef0)^degree``, ``γ = 1/F`` by default, between random subsets of
+    ``subset_size`` rows of each feature set (float64).
+
+    Subsets are drawn as torch-fidelity does, so equal inputs give its numbers: one
+    ``np.random.RandomState(seed)``, and per subset ``choice(Na, subset_size, replace=False)`` for ``a`` then
+    the same for ``b``. The standard deviation is the population one (``ddof = 0``).
+    """
+    a = _check_features("features_a", features_a)
+    b = _check_features("features_b", features_b)
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"features_a and features_b must have the same number of features, got {a.shape} and {b.shape}.")
+    V.check_int_at_least("subsets", subsets, 1)
+    V.check_int_at_least("subset_size", subset_size, 2)
+    if subset_size > min(a.shape[0], b.shape[0]):
+        raise ValueError(f"subset_size={subset_size} exceeds the smaller feature set ({min(a.shape[0], b.shape[0])} "
+                         "rows); pass a smaller subset_size.")
+    gamma = 1.0 / a.shape[1] if gamma is None else float(gamma)
+    rng = np.random.RandomState(seed)
+    values = []
+    for _ in range(subsets):
+        rows_a = a[rng.choice(a.shape[0], subset_size, replace=False)]
+        rows_b = b[rng.choice(b.shape[0], subset_size, replace=False)]
+        values.append(_polynomial_mmd2(rows_a, rows_b, degree, gamma, coef0))
+    return float(np.mean(values)), float(np.std(values))
+
+
 __all__ = [
     "DIGITS_LEVELS",
     "DigitsClassifier",
     "DigitsMLP",
     "digits_classifier",
     "digits_frechet_distance",
+    "feature_statistics",
+    "fid",
+    "inception_features",
+    "inception_features_and_logits",
+    "inception_score",
+    "kernel_inception_distance",
+    "load_statistics",
     "frechet_distance",
     "frechet_distance_from_moments",
     "mixture_weight_error",
