@@ -1,6 +1,8 @@
 """Evaluate a finished run again: ``python -m experiments.evaluate --workdir=DIR`` rewrites
-``DIR/eval.json`` (held-out bits/dim through the PF-ODE, and the sample-quality figure) and prints it.
-``--config.eval.*``-style overrides: ``--num_samples``, ``--bpd_num_examples``."""
+``DIR/eval.json`` (held-out bits/dim through the PF-ODE, and the sample-quality figures) and prints it.
+``--config.eval.*``-style overrides: ``--num_samples``, ``--bpd_num_examples``; ``--inception_path=PTH
+--fid_stats=NPZ`` add FID, Inception Score and KID (pytorch-fid's Inception weights; reference statistics from
+``python -m experiments.fid_stats``)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,9 @@ from absl import flags
 flags.DEFINE_string("workdir", None, "A run folder written by experiments.train.", required=True)
 flags.DEFINE_integer("num_samples", None, "Override eval.num_samples.")
 flags.DEFINE_integer("bpd_num_examples", None, "Override eval.bpd_num_examples (0: all held-out).")
+flags.DEFINE_string("inception_path", None, "Override eval.inception_path: pytorch-fid's Inception weights (.pth/.npz).")
+flags.DEFINE_string("fid_stats", None, "Override eval.fid_stats: reference statistics (.npz with mu/sigma or pool_3).")
+flags.DEFINE_boolean("enable_bpd", None, "Override eval.enable_bpd.")
 FLAGS = flags.FLAGS
 
 
@@ -20,8 +25,8 @@ def main(argv):
 
     logging.set_verbosity(logging.WARNING)
     from experiments._cli import fail
-    from jaxdiff.training.config import ConfigError
-    from jaxdiff.training.run import evaluate_run, load_run
+    from jaxdiff.training.config import ConfigError, validate_config
+    from jaxdiff.training.run import check_inception_files, evaluate_run, load_run
 
     try:
         run = load_run(FLAGS.workdir)
@@ -31,6 +36,17 @@ def main(argv):
         run.config.eval.num_samples = FLAGS.num_samples
     if FLAGS.bpd_num_examples is not None:
         run.config.eval.bpd_num_examples = FLAGS.bpd_num_examples
+    if FLAGS.inception_path is not None:
+        run.config.eval.inception_path = FLAGS.inception_path
+    if FLAGS.fid_stats is not None:
+        run.config.eval.fid_stats = FLAGS.fid_stats
+    if FLAGS.enable_bpd is not None:
+        run.config.eval.enable_bpd = FLAGS.enable_bpd
+    try:
+        validate_config(run.config)
+        check_inception_files(run.config)
+    except (OSError, ValueError) as err:
+        fail(str(err))
     print(json.dumps(evaluate_run(run), indent=2, sort_keys=True))
 
 

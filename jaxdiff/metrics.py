@@ -334,10 +334,12 @@ def feature_statistics(features) -> tuple[np.ndarray, np.ndarray]:
     return arr.mean(axis=0), np.cov(arr, rowvar=False, ddof=1).reshape(arr.shape[1], arr.shape[1])
 
 
-def load_statistics(path) -> tuple[np.ndarray, np.ndarray]:
-    """Reference ``(μ, Σ)`` from an ``.npz`` holding ``mu`` and ``sigma`` (pytorch-fid's ``--save-stats`` and
-    :mod:`experiments.fid_stats` files) or raw pool3 activations (``pool_3``, as score_sde's
-    ``cifar10_stats.npz``; or ``features`` / ``activations``), whose statistics are computed here."""
+def load_reference(path, expected_dim: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Reference ``(μ, Σ, activations or None)`` from an ``.npz``: ``mu`` and ``sigma`` (pytorch-fid's
+    ``--save-stats`` files; :mod:`experiments.fid_stats` writes them, and ``pool_3`` too unless told not to) or raw
+    pool3 activations only (``pool_3``, as score_sde's ``cifar10_stats.npz``; or ``features`` / ``activations``),
+    whose statistics are computed here. ``expected_dim``: refuse statistics of another feature size. Raises
+    FileNotFoundError / ValueError naming the file and what it holds."""
     import os
 
     path = os.fspath(path)
@@ -346,23 +348,36 @@ def load_statistics(path) -> tuple[np.ndarray, np.ndarray]:
     try:
         data = np.load(path, allow_pickle=False)
     except Exception as err:  # noqa: BLE001
-        raise ValueError(f"fid_stats: {path} is not an .npz/.npy file of statistics ({err}).") from None
+        raise ValueError(f"fid_stats: {path} is not an .npz file of statistics ({err}).") from None
     if not hasattr(data, "files"):
         raise ValueError(f"fid_stats: {path} is a bare array; expected an .npz with 'mu' and 'sigma' or 'pool_3'.")
     with data:
         files = set(data.files)
+        acts = None
+        for key in ("pool_3", "features", "activations"):
+            if key in files:
+                acts = np.asarray(data[key], np.float64)
+                acts = acts.reshape(acts.shape[0], -1)
+                break
         if {"mu", "sigma"} <= files:
             mu, sigma = np.asarray(data["mu"], np.float64), np.asarray(data["sigma"], np.float64)
             if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
                 raise ValueError(f"fid_stats: {path} has mu of shape {mu.shape} and sigma of shape {sigma.shape}; "
                                  "expected [F] and [F, F].")
-            return mu, sigma
-        for key in ("pool_3", "features", "activations"):
-            if key in files:
-                acts = np.asarray(data[key], np.float64)
-                return feature_statistics(acts.reshape(acts.shape[0], -1))
-    raise ValueError(f"fid_stats: {path} holds {sorted(files)}; expected 'mu' and 'sigma' (statistics) or 'pool_3' "
-                     "(activations).")
+        elif acts is not None:
+            mu, sigma = feature_statistics(acts)
+        else:
+            raise ValueError(f"fid_stats: {path} holds {sorted(files)}; expected 'mu' and 'sigma' (statistics) or "
+                             "'pool_3' (activations).")
+    if expected_dim is not None and mu.shape[0] != expected_dim:
+        raise ValueError(f"fid_stats: {path} holds statistics of {mu.shape[0]} features, expected {expected_dim} "
+                         "(Inception pool3).")
+    return mu, sigma, acts
+
+
+def load_statistics(path) -> tuple[np.ndarray, np.ndarray]:
+    """Reference ``(μ, Σ)`` of a statistics or activations file (see :func:`load_reference`)."""
+    return load_reference(path)[:2]
 
 
 def fid(features_or_stats_a, features_or_stats_b) -> float:
@@ -455,6 +470,7 @@ __all__ = [
     "inception_features_and_logits",
     "inception_score",
     "kernel_inception_distance",
+    "load_reference",
     "load_statistics",
     "frechet_distance",
     "frechet_distance_from_moments",

@@ -22,9 +22,10 @@ def default_init(scale: float = 1.0) -> Callable:
     return nn.initializers.variance_scaling(1e-10 if scale == 0 else scale, "fan_avg", "uniform")
 
 
-def group_norm(channels: int, dtype: Any = None) -> nn.GroupNorm:
-    """GroupNorm with ``min(C // 4, 32)`` groups (score_sde's rule); statistics in float32 whatever ``dtype``."""
-    return nn.GroupNorm(num_groups=min(channels // 4, 32), epsilon=1e-6, dtype=dtype)
+def group_norm(channels: int, dtype: Any = None, groups: int = 0) -> nn.GroupNorm:
+    """GroupNorm with ``groups`` groups, or for ``groups = 0`` ``min(C // 4, 32)`` (score_sde's NCSN++ rule; its DDPM
+    uses 32 always); statistics in float32 whatever ``dtype``."""
+    return nn.GroupNorm(num_groups=groups or min(channels // 4, 32), epsilon=1e-6, dtype=dtype)
 
 
 def conv(features: int, kernel: int = 3, stride: int = 1, init_scale: float = 1.0, padding: Any = "SAME",
@@ -199,15 +200,16 @@ class ResnetBlockDDPM(nn.Module):
     init_scale: float = 0.0
     act: Callable = nn.swish
     dtype: Any = None
+    norm_groups: int = 0  # 0: min(C // 4, 32); score_sde's DDPM: 32
 
     @nn.compact
     def __call__(self, x, temb=None, train: bool = False):
         out_ch = self.out_ch or x.shape[-1]
         dt = self.dtype
-        h = conv(out_ch, dtype=dt)(self.act(group_norm(x.shape[-1], dt)(x)))
+        h = conv(out_ch, dtype=dt)(self.act(group_norm(x.shape[-1], dt, self.norm_groups)(x)))
         if temb is not None:
             h = h + dense(out_ch, dt)(self.act(temb))[:, None, None, :]
-        h = self.act(group_norm(out_ch, dt)(h))
+        h = self.act(group_norm(out_ch, dt, self.norm_groups)(h))
         h = nn.Dropout(self.dropout)(h, deterministic=not train)
         h = conv(out_ch, init_scale=self.init_scale, dtype=dt)(h)
         if x.shape[-1] != out_ch:
@@ -221,12 +223,13 @@ class AttnBlock(nn.Module):
     skip_rescale: bool = False
     init_scale: float = 0.0
     dtype: Any = None
+    norm_groups: int = 0  # 0: min(C // 4, 32); score_sde's DDPM: 32
 
     @nn.compact
     def __call__(self, x):
         b, h, w, c = x.shape
         dt = self.dtype
-        y = group_norm(c, dt)(x)
+        y = group_norm(c, dt, self.norm_groups)(x)
         q, k, v = NIN(c, dtype=dt)(y), NIN(c, dtype=dt)(y), NIN(c, dtype=dt)(y)
         logits = jnp.einsum("bhwc,bHWc->bhwHW", q, k) / np.sqrt(c)
         # softmax in at least float32 (bfloat16 logits lose the small weights)

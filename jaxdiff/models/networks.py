@@ -184,7 +184,11 @@ class NCSNpp(nn.Module):
 
 
 class DDPM(nn.Module):
-    """The DDPM U-Net of Ho et al. as in score_sde's ``ddpm.py`` (inputs centered to [−1, 1])."""
+    """The DDPM U-Net of Ho et al. as in score_sde's ``ddpm.py`` (inputs centered to [−1, 1]).
+
+    ``norm_groups``: the group count of every GroupNorm; 0 (default) takes ``min(C // 4, 32)``, which equals
+    score_sde's fixed 32 for its CIFAR-10 widths (``nf = 128``); ``norm_groups = 32`` is score_sde's DDPM at any width
+    (set by the checkpoint importer)."""
 
     nf: int = 128
     ch_mult: Sequence[int] = (1, 2, 2, 2)
@@ -196,6 +200,7 @@ class DDPM(nn.Module):
     num_classes: int = 0
     dtype: Any = None
     remat: bool = False
+    norm_groups: int = 0
 
     @nn.compact
     def __call__(self, x, noise_in, train: bool = False, cond=None):
@@ -203,13 +208,14 @@ class DDPM(nn.Module):
         if dt is not None:
             x = x.astype(dt)
         temb = _TimeEmbedding(self.nf, "positional", dtype=dt)(noise_in)
+        groups = self.norm_groups
         labels = class_labels(cond, self.num_classes, x.shape[0])
         if labels is not None:
             temb = temb + ClassEmbedding(self.num_classes, temb.shape[-1], dt)(labels)
         make_block = counted(ResnetBlockDDPM, self.remat)
 
         def resblock(**kw):
-            return make_block(dropout=self.dropout, dtype=dt, **kw)
+            return make_block(dropout=self.dropout, dtype=dt, norm_groups=groups, **kw)
 
         hs = [conv(self.nf, dtype=dt)(x)]
         levels = len(self.ch_mult)
@@ -217,23 +223,23 @@ class DDPM(nn.Module):
             for _ in range(self.num_res_blocks):
                 h = resblock(out_ch=self.nf * mult)(hs[-1], temb, train)
                 if h.shape[1] in self.attn_resolutions:
-                    h = AttnBlock(dtype=dt)(h)
+                    h = AttnBlock(dtype=dt, norm_groups=groups)(h)
                 hs.append(h)
             if level != levels - 1:
                 hs.append(Downsample(self.resamp_with_conv, dtype=dt)(hs[-1]))
         h = hs[-1]
         h = resblock()(h, temb, train)
-        h = AttnBlock(dtype=dt)(h)
+        h = AttnBlock(dtype=dt, norm_groups=groups)(h)
         h = resblock()(h, temb, train)
         for level in reversed(range(levels)):
             for _ in range(self.num_res_blocks + 1):
                 h = resblock(out_ch=self.nf * self.ch_mult[level])(jnp.concatenate([h, hs.pop()], axis=-1), temb, train)
             if h.shape[1] in self.attn_resolutions:
-                h = AttnBlock(dtype=dt)(h)
+                h = AttnBlock(dtype=dt, norm_groups=groups)(h)
             if level != 0:
                 h = Upsample(self.resamp_with_conv, dtype=dt)(h)
         assert not hs
-        h = nn.swish(group_norm(h.shape[-1], dt)(h))
+        h = nn.swish(group_norm(h.shape[-1], dt, groups)(h))
         return conv(x.shape[-1] * self.out_heads, init_scale=0.0, dtype=dt)(h).astype(in_dtype)
 
 

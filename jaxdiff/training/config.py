@@ -122,7 +122,14 @@ def default_config() -> ml_collections.ConfigDict:
     # jaxdiff: step cap of the PF-ODE solve per batch; a model whose ODE needs more (early in training) gets
     # bits_per_dim null and a note instead of minutes of solving
     evaluate.bpd_max_steps = 4096
-    evaluate.inception_path = ""  # jaxdiff: reserved for FID with user-provided Inception weights (not yet)
+    # jaxdiff: FID / Inception Score / KID of the evaluation samples (image datasets): pytorch-fid's Inception weights
+    # (pt_inception-2015-12-05-6726825d.pth, or its .npz) and the reference statistics of python -m
+    # experiments.fid_stats (or any .npz with mu/sigma or pool_3 activations; KID needs the activations)
+    evaluate.inception_path = ""
+    evaluate.fid_stats = ""
+    evaluate.inception_mode = "pytorch_fid"  # or "tf_legacy" (TF1's resize and (x − 128)/128)
+    evaluate.inception_batch_size = 100
+    evaluate.kid_subset_size = 1000  # torch-fidelity's; capped at the number of samples
     evaluate.at_end = True  # jaxdiff: write workdir/eval.json when training ends
     # jaxdiff: conditional runs: guidance weights at which eval.json reports class accuracy and sample quality
     evaluate.guidance = (0.0, 1.0)
@@ -176,6 +183,7 @@ def default_config() -> ml_collections.ConfigDict:
     model.embedding_dim = 128  # jaxdiff: MLP time-embedding width
     # jaxdiff: K > 0: a class-conditional network (label embedding added to the time embedding, row K = null class)
     model.num_classes = 0
+    model.norm_groups = 0  # jaxdiff: DDPM's GroupNorm groups; 0: min(C // 4, 32) (= score_sde's 32 at nf = 128)
     model.remat = False  # jaxdiff: rematerialize the U-Nets' residual blocks (less activation memory, ~⅓ more compute)
 
     config.optim = optim = ml_collections.ConfigDict()
@@ -355,9 +363,14 @@ def validate_config(config: Any, *, device_count: int | None = None) -> ml_colle
     integer("eval.num_samples", 1)
     integer("eval.bpd_num_examples", 0)
     choice("eval.bpd_dataset", ("test", "train"))
-    need(get("eval.inception_path") == "", "eval.inception_path",
-         "FID is not implemented yet (jaxdiff has no Inception network); leave it '' — eval.json then reports "
-         "bits/dim and, for digits, the classifier-feature Fréchet distance")
+    for key in ("eval.inception_path", "eval.fid_stats"):
+        value = get(key)
+        need(isinstance(value, str), key, "must be a path string ('' to skip)")
+    need(not get("eval.fid_stats") or bool(get("eval.inception_path")), "eval.fid_stats",
+         "needs eval.inception_path (the Inception weights that compute the samples' features)")
+    choice("eval.inception_mode", ("pytorch_fid", "tf_legacy"))
+    integer("eval.inception_batch_size", 1)
+    integer("eval.kid_subset_size", 2)
     positive("eval.bpd_rtol")
     positive("eval.bpd_atol")
     integer("eval.bpd_max_steps", 1)
@@ -370,6 +383,8 @@ def validate_config(config: Any, *, device_count: int | None = None) -> ml_colle
     v = get("data.test_fraction")
     need(_is_number(v) and 0 < v < 1, "data.test_fraction", "must lie in (0, 1)")
     dataset = str(get("data.dataset")).lower()
+    need(not get("eval.inception_path") or dataset not in POINT_DATASETS, "eval.inception_path",
+         f"applies to image datasets (cifar10, {', '.join(DIGIT_DOMAINS)}), not data.dataset={dataset!r}")
     source = get("data.source")
     need(source == "" or source in DATASETS, "data.source", f"must be '' (N(0, I)) or one of {list(DATASETS)}")
     if source:
@@ -432,6 +447,13 @@ def validate_config(config: Any, *, device_count: int | None = None) -> ml_colle
          "model.hidden", "must be a non-empty tuple of positive integers")
     integer("model.embedding_dim", 2)
     integer("model.num_classes", 0)
+    integer("model.norm_groups", 0)
+    groups = get("model.norm_groups")
+    if isinstance(groups, int) and groups:
+        need(get("model.name") == "ddpm", "model.norm_groups", "applies to model.name='ddpm' only (leave it 0)")
+        widths = [get("model.nf") * m for m in get("model.ch_mult")] if isinstance(get("model.nf"), int) else []
+        need(all(w % groups == 0 for w in widths), "model.norm_groups",
+             f"must divide every channel width (model.nf × model.ch_mult = {widths})")
     choice("training.precision", PRECISIONS)
     v = get("training.label_dropout")
     need(_is_number(v) and 0 <= v < 1, "training.label_dropout", "must lie in [0, 1)")
@@ -580,7 +602,7 @@ def build_network(config: Any):
                       fourier_scale=m.fourier_scale, progressive_input=m.progressive_input, fir=m.fir,
                       skip_rescale=m.skip_rescale, init_scale=m.init_scale, centered=config.data.centered)
     if m.name == "ddpm":
-        return DDPM(out_heads=heads, num_classes=classes, dtype=dtype, remat=remat, nf=m.nf, ch_mult=tuple(m.ch_mult), num_res_blocks=m.num_res_blocks,
+        return DDPM(out_heads=heads, num_classes=classes, dtype=dtype, remat=remat, norm_groups=int(m.get("norm_groups", 0)), nf=m.nf, ch_mult=tuple(m.ch_mult), num_res_blocks=m.num_res_blocks,
                     attn_resolutions=tuple(m.attn_resolutions), dropout=m.dropout, resamp_with_conv=m.resamp_with_conv)
     return ScoreMLP(out_heads=heads, num_classes=classes, dtype=dtype, hidden=tuple(m.hidden), embedding_dim=m.embedding_dim, embedding_type=m.embedding_type,
                     fourier_scale=m.fourier_scale, init_scale=m.init_scale)

@@ -577,6 +577,7 @@ def train(config: Any, workdir: str, *, progress: bool = True, log: Callable[[st
     """
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     C.validate_config(config, device_count=jax.device_count())
+    check_inception_files(config)
     check_workdir_path(workdir)
     dataset = load_dataset(config.data)
     source = load_dataset(config.data, config.data.source) if C.has_data_source(config) else None
@@ -657,7 +658,11 @@ def _train(config: Any, workdir: str, dataset: Dataset, source: Dataset | None, 
             step_ = int(np.asarray((restored_["train"] if staged else restored_).step.addressable_data(0)))
             if meta_.get("step") != step_:
                 raise ValueError(f"the metadata's step {meta_.get('step')!r} is not the state's step {step_}")
-            iterator.set_state(meta_["data_iterator"])
+            if "data_iterator" in meta_:
+                iterator.set_state(meta_["data_iterator"])
+            else:  # an imported checkpoint (experiments.import_checkpoint): the data stream starts afresh
+                log(f"checkpoint step {step_} records no data-stream position (imported weights): the data stream "
+                    "starts from its beginning")
 
         restored, meta, start = ckpt.restore_readable(abstract, validate=readable, log=log, move_aside=is_main)
         state, teacher = (restored["train"], restored["teacher"]) if staged else (restored, None)
@@ -926,6 +931,86 @@ def _evaluate_guidance(run: Run, key, labels: np.ndarray, log: Callable[[str], N
         "guided model evaluations per sample (for w ≠ 0 each is one network call on the doubled batch: cond and null)")}
 
 
+def images_uint8_rgb(dataset: Dataset, data_units: np.ndarray) -> np.ndarray:
+    """Images in data units (levels ``0..K−1``) → uint8 RGB ``[N, H, W, 3]`` for the Inception network: levels
+    rescaled to 0..255 (``round(k·255/(K − 1))``; CIFAR's are unchanged), a grey channel repeated three times."""
+    levels = np.asarray(data_units, np.float64)
+    if dataset.num_levels != 256:
+        levels = np.round(levels * 255.0 / (dataset.num_levels - 1))
+    images = np.clip(levels, 0, 255).astype(np.uint8)
+    if images.shape[-1] == 1:
+        images = np.repeat(images, 3, axis=-1)
+    return images
+
+
+def check_inception_files(config) -> None:
+    """Read ``eval.inception_path`` (every key and shape) and ``eval.fid_stats`` (2048 features) now, so a wrong
+    file is refused before training or sampling starts. Raises FileNotFoundError (missing) or ConfigError (not the
+    right kind of file), naming the field and the path."""
+    from jaxdiff import inception
+    from jaxdiff.metrics import load_reference
+
+    e = config.eval
+    if e.inception_path:
+        try:
+            inception.load_params(e.inception_path)
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"eval.inception_path={e.inception_path!r}: {err}") from None
+        except (OSError, ValueError) as err:
+            raise C.ConfigError(f"eval.inception_path={e.inception_path!r}: {err}") from None
+    if e.fid_stats:
+        try:
+            load_reference(e.fid_stats, expected_dim=inception.POOL3_FEATURES)
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"eval.fid_stats={e.fid_stats!r}: {err}") from None
+        except (OSError, ValueError) as err:
+            raise C.ConfigError(f"eval.fid_stats={e.fid_stats!r}: {err}") from None
+
+
+def inception_metrics(config, dataset: Dataset, samples_data_units: np.ndarray, log: Callable[[str], None]) -> dict:
+    """FID (against ``eval.fid_stats``), Inception Score and KID (when the reference file holds activations) of
+    the samples, with pytorch-fid's Inception network (``eval.inception_path``, pipeline ``eval.inception_mode``)."""
+    from jaxdiff.metrics import (
+        fid,
+        inception_features_and_logits,
+        inception_score,
+        kernel_inception_distance,
+        load_reference,
+    )
+
+    e = config.eval
+    t0 = time.time()
+    images = images_uint8_rgb(dataset, samples_data_units)
+    features, logits = inception_features_and_logits(images, e.inception_path, mode=e.inception_mode,
+                                                     batch_size=int(e.inception_batch_size))
+    n = len(images)
+    splits = min(10, n)
+    is_mean, is_std = inception_score(logits, splits=splits)
+    out: dict[str, Any] = {
+        "inception_score": is_mean, "inception_score_std": is_std,
+        "inception_note": (f"pytorch-fid's Inception network ({e.inception_mode} pipeline) on {n} samples rounded to "
+                           f"uint8; Inception Score over {splits} unshuffled splits of the 1008-way softmax"),
+        "inception_path": str(e.inception_path),
+    }
+    if e.fid_stats:
+        mu, sigma, activations = load_reference(e.fid_stats, expected_dim=features.shape[1])
+        out["fid"] = fid(features, (mu, sigma))
+        out["fid_stats"] = str(e.fid_stats)
+        if activations is not None:
+            subset = min(int(e.kid_subset_size), n, len(activations))
+            out["kid"], out["kid_std"] = kernel_inception_distance(features, activations, subset_size=subset)
+            out["kid_note"] = f"torch-fidelity's protocol: 100 subsets of {subset}, cubic polynomial kernel, seed 2020"
+        else:
+            out["kid"] = None
+            out["kid_note"] = "not computed: eval.fid_stats holds mu/sigma only (KID needs the reference activations)"
+    else:
+        out["fid"] = None
+        out["fid_note"] = "not computed: set eval.fid_stats (reference statistics: python -m experiments.fid_stats)"
+    out["inception_seconds"] = time.time() - t0
+    log(f"Inception metrics done in {out['inception_seconds']:.1f} s")
+    return out
+
+
 def evaluate_run(run: Run, *, log: Callable[[str], None] | None = None, write: bool = True) -> dict:
     """The final evaluation, written to ``workdir/eval.json``: bits/dim of held-out data through the
     PF-ODE (Hutchinson) and a sample-quality figure (digits: Fréchet distance in the project's digits
@@ -944,6 +1029,7 @@ def evaluate_run(run: Run, *, log: Callable[[str], None] | None = None, write: b
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     config, dataset = run.config, run.dataset
     e = config.eval
+    check_inception_files(config)  # a wrong weights or statistics file is refused before any solve
     out: dict[str, Any] = {"step": run.step, "dataset": dataset.name}
     key = jax.random.fold_in(jax.random.key(config.seed), 7)
     k_deq, k_ll, k_sample = jax.random.split(key, 3)
@@ -1028,11 +1114,13 @@ def evaluate_run(run: Run, *, log: Callable[[str], None] | None = None, write: b
             out["class_preserved"] = float(np.mean(predicted == source.test_labels[:num]))
             if config.data.paired:
                 out["mse_to_paired_target"] = float(np.mean((model_samples - dataset.to_model(dataset.test[:num])) ** 2))
-    elif dataset.is_image:
+    if dataset.is_image and e.inception_path:
+        out.update(inception_metrics(config, dataset, samples, log))
+    elif dataset.is_image and dataset.name not in DIGIT_DOMAINS:
         out["fid"] = None
-        out["fid_note"] = ("FID is not computed: jaxdiff has no Inception network yet (eval.inception_path is not "
-                           "supported); bits/dim above is the run's quality figure.")
-    else:
+        out["fid_note"] = ("not computed: set eval.inception_path (pytorch-fid's Inception weights file) and "
+                           "eval.fid_stats (reference statistics: python -m experiments.fid_stats)")
+    if not dataset.is_image:
         from jaxdiff.flows.couplings import exact_w2
         from jaxdiff.metrics import sliced_wasserstein
 
@@ -1056,8 +1144,11 @@ __all__ = [
     "check_workdir",
     "draw_samples",
     "evaluate_run",
+    "check_inception_files",
     "grid_labels",
     "image_grid",
+    "images_uint8_rgb",
+    "inception_metrics",
     "init_params",
     "load_run",
     "make_apply_fn",
