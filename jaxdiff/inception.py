@@ -310,13 +310,16 @@ def _run_branch(params, block: str, branch, x):
 
 
 def pool3_and_logits(params, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Network input ``[N, 299, 299, 3]`` → (pool3 features ``[N, 2048]``, logits ``[N, 1008]``)."""
+    """Network input ``[N, 299, 299, 3]`` → (pool3 features ``[N, 2048]``, logits ``[N, 1008]``).
+
+    The logits are ``pool3 · Wᵀ`` without the fc bias: the Inception Score's logits in the original code (OpenAI's
+    ``softmax/logits/MatMul``) and torch-fidelity's ``logits_unbiased``."""
     for spec in _STEM:
         x = _max_pool(x, 2, 0) if spec == "maxpool" else _conv(params, spec, x)
     for block, spec in _MIXED:
         x = jnp.concatenate([_run_branch(params, block, b, x) for b in spec["branches"]], axis=-1)
     pool3 = jnp.mean(x, axis=(1, 2))
-    logits = jnp.dot(pool3, params["fc"]["kernel"], precision=lax.Precision.HIGHEST) + params["fc"]["bias"]
+    logits = jnp.dot(pool3, params["fc"]["kernel"], precision=lax.Precision.HIGHEST)
     return pool3, logits
 
 

@@ -292,7 +292,8 @@ def _check_images(images) -> np.ndarray:
 
 def inception_features_and_logits(images, weights, *, mode: str = "pytorch_fid",
                                   batch_size: int = 100) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 ``[N, H, W, 3]`` images → (pool3 features ``[N, 2048]``, logits ``[N, 1008]``), both float64.
+    """uint8 ``[N, H, W, 3]`` images → (pool3 features ``[N, 2048]``, logits ``[N, 1008]``), both float64; the logits
+    are ``pool3 · Wᵀ`` without the fc bias, as the Inception Score's original code and torch-fidelity take them.
 
     The FID Inception network (:mod:`jaxdiff.inception`) with ``weights`` (the path of pytorch-fid's
     ``pt_inception-2015-12-05-6726825d.pth`` state dict, an ``.npz`` of it, or the dict itself) and the input
@@ -395,15 +396,18 @@ def fid(features_or_stats_a, features_or_stats_b) -> float:
     return frechet_distance_from_moments(mu_a, sigma_a, mu_b, sigma_b)
 
 
-def inception_score(logits, splits: int = 10) -> tuple[float, float]:
-    r"""Inception Score ``exp(E_x KL(p(y|x) ‖ p(y)))`` from logits ``[N, 1008]``: mean and standard deviation over
-    ``splits`` consecutive, unshuffled chunks (rows ``⌊iN/splits⌋ … ⌊(i+1)N/splits⌋``), softmax over all 1008
-    logits in float64 — the convention of Salimans et al.'s code and of torch-fidelity with ``shuffle=False``
-    (population standard deviation, ``ddof = 0``). Shuffle the rows first to reproduce a shuffled protocol."""
+def inception_score(logits, splits: int = 10, shuffle_seed: int | None = None) -> tuple[float, float]:
+    r"""Inception Score ``exp(E_x KL(p(y|x) ‖ p(y)))`` from logits ``[N, 1008]``: mean and population standard
+    deviation (``ddof = 0``) over ``splits`` consecutive chunks (rows ``⌊iN/splits⌋ … ⌊(i+1)N/splits⌋``), softmax over all
+    1008 logits in float64. ``shuffle_seed=None`` keeps the rows in order (the original code); ``shuffle_seed=2020``
+    first permutes them with ``np.random.RandomState(2020).permutation(N)``, torch-fidelity's default, so equal logits
+    give its number."""
     V.check_int_at_least("splits", splits, 1)
     z = np.asarray(logits, np.float64)
     if z.ndim != 2 or z.shape[0] < splits:
         raise ValueError(f"logits must be [N, classes] with N >= splits={splits}, got shape {z.shape}.")
+    if shuffle_seed is not None:
+        z = z[np.random.RandomState(shuffle_seed).permutation(z.shape[0])]
     log_p = z - z.max(axis=1, keepdims=True)
     log_p = log_p - np.log(np.exp(log_p).sum(axis=1, keepdims=True))
     p = np.exp(log_p)

@@ -2,7 +2,7 @@
 
 ``fixtures/inception_random_weights.npz`` holds pytorch-fid's pool3 features and logits (PyTorch 2.14.1,
 pytorch-fid 0.3.0) of the images :func:`fixture_images` makes, computed with the seeded random weights
-:func:`random_inception_state` makes (the same recipe in NumPy, loaded into pytorch-fid's network). Any wrong
+:func:`conftest.random_inception_state` makes (the same recipe in NumPy, loaded into pytorch-fid's network). Any wrong
 layer, pooling mode, resize convention or normalization changes the features by far more than the tolerance.
 """
 
@@ -20,26 +20,9 @@ from jaxdiff._torch_pickle import load_torch_file
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 
 
-def random_inception_state(seed: int = 0, conv_gain: float = 2.0) -> dict[str, np.ndarray]:
-    """Seeded random weights for every key of pytorch-fid's state dict (each key its own generator)."""
-    out = {}
-    for key, shape in inception.state_dict_shapes():
-        if key.endswith("num_batches_tracked"):
-            out[key] = np.array(0, np.int64)
-            continue
-        rng = np.random.default_rng([seed, zlib.crc32(key.encode())])
-        if key.endswith("running_var") or key.endswith("bn.weight"):
-            a = rng.uniform(0.5, 1.5, shape)
-        elif key.endswith("running_mean") or key.endswith("bn.bias"):
-            a = rng.normal(0.0, 0.1, shape)
-        elif key.endswith("conv.weight"):
-            a = rng.normal(0.0, np.sqrt(conv_gain / np.prod(shape[1:])), shape)
-        elif key == "fc.weight":
-            a = rng.normal(0.0, 1.0 / np.sqrt(shape[1]), shape)
-        else:
-            a = rng.normal(0.0, 0.01, shape)
-        out[key] = a.astype(np.float32)
-    return out
+def random_inception_state_fc_bias() -> np.ndarray:
+    """The fc bias of :func:`random_inception_state` (pytorch-fid's reference logits include it; the IS logits don't)."""
+    return np.random.default_rng([0, zlib.crc32(b"fc.bias")]).normal(0.0, 0.01, (1008,)).astype(np.float32)
 
 
 def fixture_images(size: int, n: int = 2) -> np.ndarray:
@@ -53,10 +36,8 @@ def fixture_images(size: int, n: int = 2) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def weights_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("inception") / "random_inception.npz"
-    np.savez(path, **random_inception_state())
-    return str(path)
+def weights_file(inception_weights):
+    return inception_weights
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +56,8 @@ def test_features_and_logits_equal_pytorch_fid(weights_file, reference):
         assert pool3.dtype == np.float64 and pool3.shape == (2, 2048)
         assert np.abs(reference[f"pool3_{size}"]).max() > 5.0
         np.testing.assert_allclose(pool3, reference[f"pool3_{size}"], atol=1e-4, rtol=0)
-        np.testing.assert_allclose(logits, reference[f"logits_{size}"], atol=1e-4, rtol=0)
+        fc_bias = random_inception_state_fc_bias()
+        np.testing.assert_allclose(logits + fc_bias, reference[f"logits_{size}"], atol=1e-4, rtol=0)
 
 
 def test_a_wrong_resize_or_normalization_is_detected(weights_file, reference):
@@ -97,8 +79,8 @@ def test_bilinear_matrix_matches_the_definitions():
     np.testing.assert_allclose(legacy[1], [0, 0, 1, 0, 0, 0, 0, 0])
 
 
-def test_weights_are_checked_by_key_and_shape(tmp_path):
-    state = random_inception_state()
+def test_weights_are_checked_by_key_and_shape(tmp_path, inception_state):
+    state = dict(inception_state)
     state["Mixed_6b.branch7x7_2.conv.weight"] = state["Mixed_6b.branch7x7_2.conv.weight"][:, :, :, :3]
     with pytest.raises(ValueError, match="Mixed_6b.branch7x7_2.conv.weight"):
         inception.fold_state_dict(state)

@@ -149,6 +149,31 @@ def test_evaluate_cli_rewrites_eval_json(digits_run):
     assert json.loads(proc.stdout)["fd_digits"] == ev["fd_digits"]
 
 
+def test_fid_stats_and_evaluate_with_inception_write_fid_is_kid(digits_run, inception_weights, tmp_path):
+    # Reference statistics of 24 training digits (rescaled to 0..255, grey → RGB), then FID / IS / KID of 12 samples.
+    workdir, _ = digits_run
+    stats = tmp_path / "digits_stats.npz"
+    proc = subprocess.run([sys.executable, "-m", "experiments.fid_stats", "--config=experiments/configs/vp_digits.py",
+                           f"--inception={inception_weights}", f"--out={stats}", "--num=24", "--batch_size=12"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with np.load(stats) as data:
+        assert data["mu"].shape == (2048,) and data["sigma"].shape == (2048, 2048) and data["pool_3"].shape == (24, 2048)
+    base = [sys.executable, "-m", "experiments.evaluate", f"--workdir={workdir}", "--num_samples=12", "--noenable_bpd"]
+    proc = subprocess.run(base + [f"--inception_path={inception_weights}", f"--fid_stats={stats}"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ev = json.load(open(os.path.join(workdir, "eval.json")))
+    assert ev["fid"] > 0 and ev["inception_score"] >= 1.0 and np.isfinite(ev["kid"])
+    assert ev["num_samples"] == 12 and ev["sampler"] and ev["fid_stats"] == str(stats) and "fd_digits" in ev
+    # wrong files are refused (exit 2, naming the field and the file) before sampling
+    for flag, bad, says in (("--fid_stats", tmp_path / "missing.npz", "missing.npz"),
+                            ("--inception_path", stats, "digits_stats.npz")):
+        args = base + [f"--inception_path={inception_weights}", f"--fid_stats={stats}", f"{flag}={bad}"]
+        proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 2 and says in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+
+
 def test_incompatible_workdir_is_refused_with_the_differing_fields(digits_run):
     workdir, _ = digits_run
     config = tiny_digits(n_iters=6)

@@ -985,11 +985,12 @@ def inception_metrics(config, dataset: Dataset, samples_data_units: np.ndarray, 
                                                      batch_size=int(e.inception_batch_size))
     n = len(images)
     splits = min(10, n)
-    is_mean, is_std = inception_score(logits, splits=splits)
+    is_mean, is_std = inception_score(logits, splits=splits, shuffle_seed=2020)
     out: dict[str, Any] = {
         "inception_score": is_mean, "inception_score_std": is_std,
         "inception_note": (f"pytorch-fid's Inception network ({e.inception_mode} pipeline) on {n} samples rounded to "
-                           f"uint8; Inception Score over {splits} unshuffled splits of the 1008-way softmax"),
+                           f"uint8; Inception Score as torch-fidelity: {splits} splits after a RandomState(2020) shuffle, softmax of the "
+                           "1008 logits without the fc bias"),
         "inception_path": str(e.inception_path),
     }
     if e.fid_stats:
