@@ -153,6 +153,33 @@ def state_dict_shapes() -> list[tuple[str, tuple[int, ...]]]:
     return shapes
 
 
+def random_state_dict(seed: int = 0, conv_gain: float = 2.0) -> dict[str, np.ndarray]:
+    """Seeded stand-in weights in pytorch-fid's state-dict layout (for tests and benchmarks without the real file):
+    each key draws from its own generator ``default_rng([seed, crc32(key)])`` — convolutions ``N(0, gain/fan_in)``,
+    batch-norm scales and variances ``U(0.5, 1.5)``, shifts and means ``N(0, 0.1²)``, fc ``N(0, 1/2048)`` with bias
+    ``N(0, 0.01²)`` — so pytorch-fid loaded with the same arrays gives features of order 1–40 through every layer."""
+    import zlib
+
+    out: dict[str, np.ndarray] = {}
+    for key, shape in state_dict_shapes():
+        if key.endswith("num_batches_tracked"):
+            out[key] = np.array(0, np.int64)
+            continue
+        rng = np.random.default_rng([seed, zlib.crc32(key.encode())])
+        if key.endswith("running_var") or key.endswith("bn.weight"):
+            a = rng.uniform(0.5, 1.5, shape)
+        elif key.endswith("running_mean") or key.endswith("bn.bias"):
+            a = rng.normal(0.0, 0.1, shape)
+        elif key.endswith("conv.weight"):
+            a = rng.normal(0.0, np.sqrt(conv_gain / np.prod(shape[1:])), shape)
+        elif key == "fc.weight":
+            a = rng.normal(0.0, 1.0 / np.sqrt(shape[1]), shape)
+        else:
+            a = rng.normal(0.0, 0.01, shape)
+        out[key] = a.astype(np.float32)
+    return out
+
+
 def _read_state_dict(path: str) -> Mapping[str, np.ndarray]:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"weights: no Inception weights file at {path!r} (pytorch-fid's "
@@ -273,10 +300,22 @@ def preprocess(images: jax.Array, mode: str) -> jax.Array:
 
 
 def _conv(params, spec, x):
-    name, _, _, _, stride, (ph, pw) = spec
+    """``relu(conv(x) + bias)`` as one matrix product: the ``kh·kw`` shifted (and strided) views of the zero-padded
+    input side by side along channels (im2col), times the ``[kh·kw·in, out]`` kernel. Exactly a convolution; on
+    XLA:CPU this network runs ~1.3× faster this way than with ``lax.conv_general_dilated`` (measured 7.7 vs 5.9
+    images/s; keeping the thin stem layers as convolutions was slower, 6.1)."""
+    name, _, _, (kh, kw), stride, (ph, pw) = spec
     p = params[name]
-    y = lax.conv_general_dilated(x, p["kernel"], (stride, stride), ((ph, ph), (pw, pw)),
-                                 dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=lax.Precision.HIGHEST)
+    kernel = p["kernel"]
+    if (kh, kw, stride) == (1, 1, 1):
+        y = jnp.dot(x, kernel[0, 0], precision=lax.Precision.HIGHEST)
+    else:
+        xp = jnp.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
+        ho, wo = (xp.shape[1] - kh) // stride + 1, (xp.shape[2] - kw) // stride + 1
+        views = [xp[:, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride, :]
+                 for i in range(kh) for j in range(kw)]
+        y = jnp.dot(jnp.concatenate(views, axis=-1), kernel.reshape(-1, kernel.shape[-1]),
+                    precision=lax.Precision.HIGHEST)
     return jax.nn.relu(y + p["bias"])
 
 

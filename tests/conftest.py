@@ -4,8 +4,6 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
-import zlib  # noqa: E402
-
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
@@ -47,39 +45,18 @@ def mixture_1d():
     )
 
 
-def random_inception_state(seed: int = 0, conv_gain: float = 2.0) -> dict:
-    """Seeded random weights for every key of pytorch-fid's Inception state dict (each key its own generator):
-    the recipe behind ``fixtures/inception_random_weights.npz`` (see tests/test_inception.py)."""
-    from jaxdiff import inception
-
-    out = {}
-    for key, shape in inception.state_dict_shapes():
-        if key.endswith("num_batches_tracked"):
-            out[key] = np.array(0, np.int64)
-            continue
-        rng = np.random.default_rng([seed, zlib.crc32(key.encode())])
-        if key.endswith("running_var") or key.endswith("bn.weight"):
-            a = rng.uniform(0.5, 1.5, shape)
-        elif key.endswith("running_mean") or key.endswith("bn.bias"):
-            a = rng.normal(0.0, 0.1, shape)
-        elif key.endswith("conv.weight"):
-            a = rng.normal(0.0, np.sqrt(conv_gain / np.prod(shape[1:])), shape)
-        elif key == "fc.weight":
-            a = rng.normal(0.0, 1.0 / np.sqrt(shape[1]), shape)
-        else:
-            a = rng.normal(0.0, 0.01, shape)
-        out[key] = a.astype(np.float32)
-    return out
-
-
 @pytest.fixture(scope="session")
 def inception_state():
-    return random_inception_state()
+    """Seeded stand-in Inception weights (``jaxdiff.inception.random_state_dict``): the recipe behind
+    ``fixtures/inception_random_weights.npz``."""
+    from jaxdiff import inception
+
+    return inception.random_state_dict()
 
 
 @pytest.fixture(scope="session")
 def inception_weights(tmp_path_factory, inception_state):
-    """An ``.npz`` of :func:`random_inception_state` (pytorch-fid's state dict layout): a stand-in weights file."""
+    """An ``.npz`` of :func:`inception_state` (pytorch-fid's state dict layout): a stand-in weights file."""
     path = tmp_path_factory.mktemp("inception") / "random_inception.npz"
     np.savez(path, **inception_state)
     return str(path)

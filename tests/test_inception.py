@@ -2,14 +2,13 @@
 
 ``fixtures/inception_random_weights.npz`` holds pytorch-fid's pool3 features and logits (PyTorch 2.14.1,
 pytorch-fid 0.3.0) of the images :func:`fixture_images` makes, computed with the seeded random weights
-:func:`conftest.random_inception_state` makes (the same recipe in NumPy, loaded into pytorch-fid's network). Any wrong
+:func:`jaxdiff.inception.random_state_dict` makes (the same recipe in NumPy, loaded into pytorch-fid's network). Any wrong
 layer, pooling mode, resize convention or normalization changes the features by far more than the tolerance.
 """
 
 from __future__ import annotations
 
 import os
-import zlib
 
 import numpy as np
 import pytest
@@ -18,11 +17,6 @@ from jaxdiff import inception, metrics
 from jaxdiff._torch_pickle import load_torch_file
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
-
-
-def random_inception_state_fc_bias() -> np.ndarray:
-    """The fc bias of :func:`random_inception_state` (pytorch-fid's reference logits include it; the IS logits don't)."""
-    return np.random.default_rng([0, zlib.crc32(b"fc.bias")]).normal(0.0, 0.01, (1008,)).astype(np.float32)
 
 
 def fixture_images(size: int, n: int = 2) -> np.ndarray:
@@ -49,6 +43,7 @@ def reference():
 def test_features_and_logits_equal_pytorch_fid(weights_file, reference):
     # Sizes 8, 32, 64 (upsampled) and 512 (downsampled without antialiasing) → 299: one batch of all four sizes'
     # features must match pytorch-fid's to 1e-4 absolute (features reach ~40).
+    fc_bias = inception.random_state_dict()["fc.bias"]  # pytorch-fid's reference logits include it; IS's don't
     for size in (8, 32, 64, 512):
         images = fixture_images(size)
         assert int(images.astype(np.int64).sum()) == int(reference[f"images_{size}_checksum"])
@@ -56,7 +51,6 @@ def test_features_and_logits_equal_pytorch_fid(weights_file, reference):
         assert pool3.dtype == np.float64 and pool3.shape == (2, 2048)
         assert np.abs(reference[f"pool3_{size}"]).max() > 5.0
         np.testing.assert_allclose(pool3, reference[f"pool3_{size}"], atol=1e-4, rtol=0)
-        fc_bias = random_inception_state_fc_bias()
         np.testing.assert_allclose(logits + fc_bias, reference[f"logits_{size}"], atol=1e-4, rtol=0)
 
 
