@@ -174,6 +174,32 @@ def test_fid_stats_and_evaluate_with_inception_write_fid_is_kid(digits_run, ince
         assert proc.returncode == 2 and says in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
 
 
+SHARDED_DRAW = """
+import sys, jax, numpy as np
+from jaxdiff.training.run import load_run
+assert len(jax.local_devices()) == int(sys.argv[3])
+run = load_run(sys.argv[1])
+np.save(sys.argv[2], run.sample(jax.random.key(3), 10, batch_size=4, sampler="ddim", steps=4))
+"""
+
+
+def test_samples_sharded_over_two_devices_equal_one_device(digits_run, tmp_path):
+    # The same key gives the same samples whether each batch runs on one device or is split over two (simulated)
+    # devices: the prior noise comes from the same key, the model is replicated.
+    workdir, run = digits_run
+    draws = []
+    for devices in (1, 2):
+        out = tmp_path / f"devices_{devices}.npy"
+        env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+        proc = subprocess.run([sys.executable, "-c", SHARDED_DRAW, workdir, str(out), str(devices)], cwd=ROOT,
+                              env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        draws.append(np.load(out))
+    one, two = draws
+    assert two.shape == one.shape == (10, 8, 8, 1) and np.abs(one).max() > 0.1
+    np.testing.assert_allclose(two, one, rtol=1e-4, atol=1e-4 * np.abs(one).max())
+
+
 def test_incompatible_workdir_is_refused_with_the_differing_fields(digits_run):
     workdir, _ = digits_run
     config = tiny_digits(n_iters=6)
@@ -317,6 +343,22 @@ def assert_two_processes_equal_one(make_args, workdir, reference):
 def test_two_processes_with_jax_distributed_equal_one_process(toy_reference, tmp_path):
     workdir = str(tmp_path / "two")
     assert_two_processes_equal_one(lambda *flags: toy_args(workdir, 20, *flags), workdir, toy_reference)
+
+
+def test_two_process_evaluation_equals_one_process(tmp_path):
+    """The end-of-training evaluation spread over 2 processes (each its share of the bits/dim and sampling batches,
+    all-gathered) writes the eval.json of 1 process: the same batches, each drawn with its own key."""
+    evaluation = ("--config.eval.at_end=true", "--config.eval.num_samples=48", "--config.eval.batch_size=16",
+                  "--config.eval.bpd_num_examples=32", "--config.eval.bpd_rtol=1e-3", "--config.eval.bpd_atol=1e-3")
+    one = str(tmp_path / "one")
+    proc = _run(toy_args(one, 5, *evaluation))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    two = str(tmp_path / "two")
+    assert_two_processes_equal_one(lambda *flags: toy_args(two, 5, *evaluation, *flags), two, one)
+    a, b = (json.load(open(os.path.join(w, "eval.json"))) for w in (one, two))
+    assert a["num_samples"] == b["num_samples"] == 48
+    for key in ("log_likelihood", "sliced_wasserstein", "w2"):
+        assert b[key] == pytest.approx(a[key], rel=1e-3), key
 
 
 def test_two_process_ot_cfm_equals_one_process(flow_reference, tmp_path):

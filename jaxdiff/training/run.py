@@ -400,15 +400,16 @@ class Run:
         return C.num_classes(self.config)
 
     def sample(self, key, num: int, *, batch_size: int | None = None, return_nfe: bool = False,
-               cond: Any = None, guidance: float | None = None, **overrides) -> np.ndarray:
+               cond: Any = None, guidance: float | None = None, distributed: bool = False, **overrides) -> np.ndarray:
         """``num`` samples in model space with the config's sampler (``overrides`` to ``jaxdiff.sample``); a
         translation run carries its first ``num`` held-out source rows to the target. A conditional run takes
-        ``cond`` (an int, or ints ``[num]``) and a guidance weight ``guidance`` (default ``sampling.guidance``)."""
+        ``cond`` (an int, or ints ``[num]``) and a guidance weight ``guidance`` (default ``sampling.guidance``).
+        ``distributed=True``: every process calls it and each draws its share of the batches (:func:`draw_samples`)."""
         if cond is not None and guidance is None:
             guidance = float(self.config.sampling.guidance)
         return draw_samples(self.config, self.params, self.sde, key, num, batch_size=batch_size,
                             return_nfe=return_nfe, x_source=self.source_rows(num), cond=cond, guidance=guidance,
-                            **overrides)
+                            distributed=distributed, **overrides)
 
     def sample_data_units(self, key, num: int, **kw) -> np.ndarray:
         """Samples in the data's own units (digit levels 0..16, CIFAR pixels 0..255, toy coordinates)."""
@@ -424,40 +425,97 @@ def grid_labels(num_classes: int, num: int) -> tuple[np.ndarray | None, int | No
     return np.repeat(np.arange(num_classes, dtype=np.int32), per_class), per_class
 
 
+def process_batches(n_batches: int, compute: Callable[[int], tuple[np.ndarray, float]], rows: int,
+                    row_shape: tuple[int, ...], *, distributed: bool = True) -> tuple[list[np.ndarray], list[float]]:
+    """Every batch's ``compute(i) = (array [rows_i ≤ rows, *row_shape], scalar)`` for ``i < n_batches``, in order, on
+    every process: with several processes (``distributed``), process ``p`` computes the batches ``i ≡ p (mod P)``
+    and the results are all-gathered (arrays padded to ``rows``). A batch is computed by exactly one process with
+    its own key, so the results do not depend on the process count. Every process must call it (a collective)."""
+    count, me = jax.process_count(), jax.process_index()
+    if not distributed or count == 1:
+        outs = [compute(i) for i in range(n_batches)]
+        return [o[0] for o in outs], [float(o[1]) for o in outs]
+    from jax.experimental import multihost_utils
+
+    per = math.ceil(n_batches / count)
+    arrays = np.zeros((per, rows, *row_shape), np.float64)
+    lengths = np.zeros((per,), np.int64)
+    scalars = np.zeros((per,), np.float64)
+    for slot, i in enumerate(range(me, n_batches, count)):
+        array, scalar = compute(i)
+        arrays[slot, : len(array)] = np.asarray(array, np.float64)
+        lengths[slot], scalars[slot] = len(array), float(scalar)
+    gathered = [np.asarray(g) for g in multihost_utils.process_allgather((arrays, lengths, scalars))]
+    out_arrays, out_scalars = [], []
+    for i in range(n_batches):
+        p, slot = i % count, i // count
+        out_arrays.append(gathered[0][p, slot, : int(gathered[1][p, slot])])
+        out_scalars.append(float(gathered[2][p, slot]))
+    return out_arrays, out_scalars
+
+
+def _local_mesh(batch_size: int) -> Mesh | None:
+    """A mesh of this process's devices along ``"data"`` when there are several and they divide the batch."""
+    devices = jax.local_devices()
+    if len(devices) < 2 or batch_size % len(devices):
+        return None
+    return Mesh(np.asarray(devices), ("data",))
+
+
 def draw_samples(config, score_model, sde, key, num: int, *, batch_size: int | None = None, return_nfe: bool = False,
-                 x_source: np.ndarray | None = None, cond: Any = None, guidance: float | None = None, **overrides):
+                 x_source: np.ndarray | None = None, cond: Any = None, guidance: float | None = None,
+                 distributed: bool = False, **overrides):
     """``num`` samples (model space, numpy) in batches of ``batch_size`` (default ``eval.batch_size``); with
     ``return_nfe`` also the mean number of network evaluations per sample path. ``x_source`` (``[num, *shape]``,
     model space): start there instead of ``N(0, I)`` (a translation run's source rows). ``cond``: class labels
-    (an int, or ints ``[num]``) of a conditional run, with classifier-free ``guidance`` weight ``w``."""
+    (an int, or ints ``[num]``) of a conditional run, with classifier-free ``guidance`` weight ``w``.
+
+    Batch ``i`` is drawn with the ``i``-th of ``jax.random.split(key, n_batches)`` whatever runs it: each batch is
+    sharded over this process's devices (its prior noise drawn from the same key as on one device, the model
+    replicated), and with ``distributed=True`` (every process calling) the batches are spread over the processes and
+    gathered — the same samples for the same key on 1 device, N devices or N processes."""
     from jaxdiff.sampling import sample, translate
 
     name, options = C.sampler_settings(config)
-    options.update(overrides)
+    if "sampler" in overrides:  # another sampler: the config's options were for its own
+        name, options = overrides["sampler"], {}
+    options.update({k: v for k, v in overrides.items() if k != "sampler"})
     shape = C.data_shape(config)
     batch_size = int(batch_size or config.eval.batch_size)
     if cond is not None:
         cond = np.broadcast_to(np.asarray(cond), (num,))
         options.update(guidance=guidance)
-    out, nfes = [], []
-    for i, k in enumerate(jax.random.split(key, math.ceil(num / batch_size))):
+    mesh = _local_mesh(batch_size)
+    if mesh is not None:
+        score_model = jax.device_put(score_model, NamedSharding(mesh, P()))
+    sharded = (lambda a: jax.device_put(a, NamedSharding(mesh, P("data")))) if mesh is not None else jnp.asarray
+    keys = jax.random.split(key, math.ceil(num / batch_size))
+
+    def draw(i: int):
+        k = keys[i]
         n = min(batch_size, num - i * batch_size)
+        call = dict(options)
         if cond is not None:  # padded like the states (label 0 for the padding rows)
             labels = np.zeros((batch_size,), np.int32)
             labels[:n] = cond[i * batch_size: i * batch_size + n]
-            options["cond"] = labels
+            call["cond"] = sharded(labels)
         # one compiled program per distinct batch size: pad the last batch instead of recompiling
         if x_source is None:
-            x, info = sample(k, score_model, sde, shape=(batch_size, *shape), sampler=name, return_info=True,
-                             **options)
+            if mesh is None:
+                x, info = sample(k, score_model, sde, shape=(batch_size, *shape), sampler=name, return_info=True,
+                                 **call)
+            else:  # the prior noise sample() would draw from this key, placed across the devices
+                dtype = jnp.result_type(float)
+                x_init = sde.prior_sample(jax.random.split(k)[0], (batch_size, *shape), dtype)
+                x, info = sample(k, score_model, sde, x_init=sharded(x_init), sampler=name, return_info=True, **call)
         else:
             chunk = np.asarray(x_source[i * batch_size: i * batch_size + n], np.float32)
             chunk = np.concatenate([chunk, np.zeros((batch_size - n, *shape), np.float32)])
-            x, info = translate(k, score_model, sde.path, jnp.asarray(chunk), sampler=name, return_info=True,
-                                **options)
-        out.append(np.asarray(x)[:n])
-        nfes.append(float(info["nfe"]))
-    samples = np.concatenate(out)
+            x, info = translate(k, score_model, sde.path, sharded(chunk), sampler=name, return_info=True, **call)
+        return np.asarray(x)[:n], float(info["nfe"])
+
+    out, nfes = process_batches(len(keys), draw, batch_size, shape, distributed=distributed)
+    samples = np.concatenate(out).astype(jnp.result_type(float))
     return (samples, float(np.mean(nfes))) if return_nfe else samples
 
 
@@ -613,6 +671,7 @@ def _train(config: Any, workdir: str, dataset: Dataset, source: Dataset | None, 
     """:func:`train` once the config, data and workdir are checked and the workdir's lock is held."""
     check_workdir(config, workdir)
     is_main = jax.process_index() == 0
+    had_eval = os.path.exists(os.path.join(workdir, "eval.json"))  # read by every process before anything is written
     if is_main and not os.path.exists(os.path.join(workdir, "config.json")):
         _write_json(os.path.join(workdir, "config.json"), config.to_dict())
 
@@ -815,7 +874,7 @@ def _train(config: Any, workdir: str, dataset: Dataset, source: Dataset | None, 
     run = Run(config=config, workdir=workdir, sde=sde,
               params=_model_wrapper(config, network, parameterization, sde, _local_copy(state.ema_params)),
               network=network, step=step, state=state, _dataset=dataset, _source=source)
-    if config.eval.at_end and is_main and (start < total or not os.path.exists(os.path.join(workdir, "eval.json"))):
+    if config.eval.at_end and (start < total or not had_eval):  # every process: evaluation is spread over them
         evaluate_run(run, log=log)
     return run
 
@@ -916,7 +975,7 @@ def _evaluate_guidance(run: Run, key, labels: np.ndarray, log: Callable[[str], N
     rows = []
     for w in config.eval.guidance:
         t0 = time.time()
-        x, nfe = run.sample(key, len(labels), return_nfe=True, cond=labels, guidance=float(w))
+        x, nfe = run.sample(key, len(labels), return_nfe=True, cond=labels, guidance=float(w), distributed=True)
         drawn[float(w)] = (x, nfe)
         upright = digits_upright(dataset.name, dataset.to_data_units(x))
         rows.append({"guidance": float(w), "class_accuracy": float(np.mean(classifier.predict(upright) == labels)),
@@ -1045,14 +1104,16 @@ def evaluate_run(run: Run, *, log: Callable[[str], None] | None = None, write: b
                                     "closed-form prior density")
     elif e.enable_bpd:
         y = np.asarray(preprocess(dataset, k_deq, held))
-        logps, nfes = [], []
-        for i in range(0, len(y), e.batch_size):
-            chunk = jnp.asarray(y[i: i + e.batch_size])
-            logp_i, info = log_likelihood(jax.random.fold_in(k_ll, i), run.params, run.sde, chunk, rtol=e.bpd_rtol,
-                                          atol=e.bpd_atol, max_steps=int(e.bpd_max_steps), on_max_steps="nan",
-                                          return_info=True)
-            logps.append(np.asarray(logp_i))
-            nfes.append(float(info["nfe"]))
+        bs = int(e.batch_size)
+
+        def batch_log_likelihood(i: int):  # batch i (rows i·bs ...) with its own key, on whichever process
+            chunk = jnp.asarray(y[i * bs: (i + 1) * bs])
+            logp_i, info = log_likelihood(jax.random.fold_in(k_ll, i * bs), run.params, run.sde, chunk,
+                                          rtol=e.bpd_rtol, atol=e.bpd_atol, max_steps=int(e.bpd_max_steps),
+                                          on_max_steps="nan", return_info=True)
+            return np.asarray(logp_i), float(info["nfe"])
+
+        logps, nfes = process_batches(math.ceil(len(y) / bs), batch_log_likelihood, bs, ())
         logp = np.concatenate(logps)
         out["bits_per_dim_nfe"] = float(np.max(nfes))
         dims = int(np.prod(dataset.shape))
@@ -1091,7 +1152,7 @@ def evaluate_run(run: Run, *, log: Callable[[str], None] | None = None, write: b
     if float(config.sampling.guidance) in drawn:  # the same key, labels and weight: the same samples
         model_samples, nfe = drawn[float(config.sampling.guidance)]
     else:
-        model_samples, nfe = run.sample(k_sample, num, return_nfe=True, cond=labels)
+        model_samples, nfe = run.sample(k_sample, num, return_nfe=True, cond=labels, distributed=True)
     samples = dataset.to_data_units(model_samples)
     out["num_samples"] = num
     out["sampler"] = C.sampler_settings(config)[0]
@@ -1133,7 +1194,7 @@ def evaluate_run(run: Run, *, log: Callable[[str], None] | None = None, write: b
         out["w2_note"] = f"exact W2 between {m} samples and {m} held-out points (torchcfm's figure)"
     out["eval_seconds"] = time.time() - t0
     log(f"samples and quality figure done in {time.time() - t1:.1f} s")
-    if write:
+    if write and jax.process_index() == 0:
         _write_json(os.path.join(run.workdir, "eval.json"), out)
     return out
 
