@@ -2,7 +2,7 @@
 ``DIR/eval.json`` (held-out bits/dim through the PF-ODE, and the sample-quality figures) and prints it.
 ``--config.eval.*``-style overrides: ``--num_samples``, ``--bpd_num_examples``; ``--inception_path=PTH
 --fid_stats=NPZ`` add FID, Inception Score and KID (pytorch-fid's Inception weights; reference statistics from
-``python -m experiments.fid_stats``)."""
+``python -m experiments.fid_stats``); ``--data_path`` points the run at its data (a CIFAR-10 archive)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ flags.DEFINE_integer("bpd_num_examples", None, "Override eval.bpd_num_examples (
 flags.DEFINE_string("inception_path", None, "Override eval.inception_path: pytorch-fid's Inception weights (.pth/.npz).")
 flags.DEFINE_string("fid_stats", None, "Override eval.fid_stats: reference statistics (.npz with mu/sigma or pool_3).")
 flags.DEFINE_boolean("enable_bpd", None, "Override eval.enable_bpd.")
+flags.DEFINE_string("data_path", None, "Override data.path (e.g. the CIFAR-10 archive of an imported checkpoint's run).")
 FLAGS = flags.FLAGS
 
 
@@ -42,9 +43,12 @@ def main(argv):
         run.config.eval.fid_stats = FLAGS.fid_stats
     if FLAGS.enable_bpd is not None:
         run.config.eval.enable_bpd = FLAGS.enable_bpd
+    if FLAGS.data_path is not None:
+        run.config.data.path = FLAGS.data_path
     try:
         validate_config(run.config)
         check_inception_files(run.config)
+        run.dataset  # noqa: B018  (read the data now: a missing archive is refused before any work)
     except (OSError, ValueError) as err:
         fail(str(err))
     print(json.dumps(evaluate_run(run), indent=2, sort_keys=True))
