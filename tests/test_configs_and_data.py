@@ -101,7 +101,9 @@ def test_network_output_shape_for_config(name):
         ("model.attn_resolutions", (3,), "model.attn_resolutions"),
         ("data.dataset", "imagenet", "data.dataset='imagenet'"),
         ("training.batch_size", 0, "training.batch_size=0"),
-        ("eval.inception_path", "/w/inception.pkl", "FID is not implemented yet"),
+        ("eval.inception_mode", "clean", "eval.inception_mode='clean'"),
+        ("eval.fid_stats", "/w/stats.npz", "needs eval.inception_path"),
+        ("model.norm_groups", 32, "applies to model.name='ddpm'"),
     ],
 )
 def test_bad_values_are_refused_with_the_field_name(field, value, fragment):
