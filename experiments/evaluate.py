@@ -33,18 +33,13 @@ def main(argv):
         run = load_run(FLAGS.workdir)
     except (FileNotFoundError, ConfigError) as err:
         fail(str(err))
-    if FLAGS.num_samples is not None:
-        run.config.eval.num_samples = FLAGS.num_samples
-    if FLAGS.bpd_num_examples is not None:
-        run.config.eval.bpd_num_examples = FLAGS.bpd_num_examples
-    if FLAGS.inception_path is not None:
-        run.config.eval.inception_path = FLAGS.inception_path
-    if FLAGS.fid_stats is not None:
-        run.config.eval.fid_stats = FLAGS.fid_stats
-    if FLAGS.enable_bpd is not None:
-        run.config.eval.enable_bpd = FLAGS.enable_bpd
-    if FLAGS.data_path is not None:
-        run.config.data.path = FLAGS.data_path
+    overrides = {"num_samples": "eval.num_samples", "bpd_num_examples": "eval.bpd_num_examples",
+                 "inception_path": "eval.inception_path", "fid_stats": "eval.fid_stats",
+                 "enable_bpd": "eval.enable_bpd", "data_path": "data.path"}
+    for flag, field in overrides.items():  # each flag given replaces its config field
+        if getattr(FLAGS, flag) is not None:
+            section, key = field.split(".")
+            run.config[section][key] = getattr(FLAGS, flag)
     try:
         validate_config(run.config)
         check_inception_files(run.config)
