@@ -56,7 +56,7 @@ from jaxdiff.processes import (
     probability_flow_drift,
     reverse_sde_drift,
 )
-from jaxdiff.sampling import karras_sigmas, sample, samplers, time_grid, translate
+from jaxdiff.sampling import calibrated_grid, karras_sigmas, sample, samplers, time_grid, translate
 from jaxdiff.time_sampling import (
     constant_time_sampler,
     discrete_time_sampler,
@@ -118,6 +118,7 @@ __all__ = [
     "probability_flow_drift",
     "reverse_sde_drift",
     "sample",
+    "calibrated_grid",
     "samplers",
     "karras_sigmas",
     "time_grid",

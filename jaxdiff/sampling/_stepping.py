@@ -48,8 +48,10 @@ def _ddim(key, x, ts, model: Model, options, trajectory):
         eps = (x - a_t * x0) / s_t  # from the unclipped x̂_0, as diffusers does
         if clip is not None:
             x0 = jnp.clip(x0, -clip, clip)
+        if eta == 0:  # deterministic (and differentiable in the grid down to σ_s = 0)
+            return a_s * x0 + s_s * eps
         c = eta * s_s * jnp.sqrt(jnp.clip(1.0 - (a_t * s_s / (a_s * s_t)) ** 2, 0.0, None))
-        noise = jax.random.normal(k, x.shape, x.dtype) if eta > 0 else 0.0
+        noise = jax.random.normal(k, x.shape, x.dtype)
         return a_s * x0 + jnp.sqrt(jnp.clip(s_s**2 - c**2, 0.0, None)) * eps + c * noise
 
     x, traj = scan_steps(step, x, (keys, t_now, t_next), trajectory, lambda c: c)

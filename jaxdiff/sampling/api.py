@@ -8,6 +8,7 @@ the one place where flow time becomes process time), and a model wrapper (``Scor
 from __future__ import annotations
 
 import collections
+import dataclasses
 import functools
 from typing import Any, Callable
 
@@ -102,8 +103,10 @@ def sample(
       ts: an explicit grid (overrides ``steps``, ``grid``, ``t_end`` and ``sigma_min``).
       t_end: where sampling stops (default ``sde.sampling_eps``; 0 on a flow, its target); 0 makes
         the last step return the denoised estimate ``E[x_0 | x]`` (a velocity model integrates onto 0).
-      grid: ``"time_uniform"``, ``"logsnr_uniform"``, ``"karras"`` (with ``rho``) or
-        ``"time_quadratic"``; default: the sampler's.
+      grid: ``"time_uniform"``, ``"logsnr_uniform"``, ``"karras"`` (with ``rho``), ``"time_quadratic"``, or
+        ``"calibrated"``: the grid fitted to this model for this sampler and ``steps``
+        (:func:`jaxdiff.calibrated_grid`, on a batch of at most 256 of ``shape``'s rows from a fixed key; the result is
+        cached for the same model object, and ``info["ts"]`` returns it for reuse as ``ts``); default: the sampler's.
       sigma_min: the smallest nonzero ``σ̃ = σ/α`` of a ``logsnr_uniform`` or ``karras`` grid ending at 0.
       denoise: finish with a Tweedie step ``x ← E[x_0 | x_{t_end}]`` (1 NFE).
       return_info: also return ``info`` with ``nfe`` (network evaluations used), ``ts`` (the grid, process
@@ -138,7 +141,8 @@ def sample(
     model = _condition(model, cond, guidance, guide_model, shape, x_init)
     return _sample(key, model, process, shape=shape, sampler=sampler or ("ode_adaptive" if is_path else "euler_maruyama"),
                    steps=steps, x_init=x_init, ts=ts, t_end=t_end, grid=grid, rho=rho, sigma_min=sigma_min,
-                   denoise=denoise, return_info=return_info, trajectory=trajectory, dtype=dtype, options=options)
+                   denoise=denoise, return_info=return_info, trajectory=trajectory, dtype=dtype, options=options,
+                   whole_batch=cond is not None)
 
 
 def _condition(model, cond, guidance, guide_model, shape, x_init):
@@ -269,7 +273,7 @@ def sample_flow(key: Array, params: Any, path: Interpolant, *, shape=None, sampl
 
 
 def _sample(key, model, sde, *, shape, sampler, steps, x_init, ts, t_end, grid, rho, sigma_min, denoise, return_info,
-            trajectory, dtype, options):
+            trajectory, dtype, options, whole_batch=False):
     spec = get_spec(sampler)
     public_options = {k: v for k, v in spec.options.items() if not k.startswith("_")}
     unknown = sorted(set(options) - set(public_options))
@@ -304,28 +308,91 @@ def _sample(key, model, sde, *, shape, sampler, steps, x_init, ts, t_end, grid, 
             raise ValueError("a flow between two data laws has no prior to draw from: pass x_init (source samples).")
         t_end = 0.0 if t_end is None else t_end  # a flow runs to its target
 
+    if ts is None and grid is not None:
+        V.check_choice("grid", grid, GRIDS + ("calibrated",))
     if ts is not None:  # an explicit grid overrides steps, grid, t_end and sigma_min
         grid_np = check_grid(sde, ts)
-    else:
-        steps = spec.default_steps if steps is None else steps
-        V.check_int_at_least("steps", steps, 1)
-        grid_name = spec.default_grid if grid is None else grid
-        V.check_choice("grid", grid_name, GRIDS)
-        if sigma_min is None and t_end == 0 and spec.default_sigma_min is not None and grid_name == spec.default_grid:
-            sigma_min = spec.default_sigma_min(steps)
-        grid_np = time_grid(sde, steps, grid_name, t_end=t_end, rho=rho, sigma_min=sigma_min)
+    elif grid == "calibrated":
+        from jaxdiff.sampling._calibrate import calibrate_for_sample
 
+        grid_np = calibrate_for_sample(model, sde, spec, steps=steps, shape=shape,
+                                       t_end=float(sde.sampling_eps if t_end is None else t_end), dtype=dtype,
+                                       options=options, whole_batch=whole_batch)
+    else:
+        grid_np = sampler_grid(spec, sde, steps, grid, t_end=t_end, rho=rho, sigma_min=sigma_min)
+
+    plan = _plan(spec, model, sde, grid_np, denoise, merged)
+    run_grid = grid_np[: plan.keep]
+    if plan.append_eps is not None:
+        run_grid = np.append(run_grid, plan.append_eps)  # integrate on to sampling_eps
+    final_t = float(run_grid[-1]) if plan.tweedie else None
+    samples, nfe, traj = _run(
+        key,
+        model,
+        sde,
+        None if x_init is None else jnp.asarray(x_init, dtype),
+        jnp.asarray(run_grid, dtype),
+        None if final_t is None else jnp.asarray(final_t, dtype),
+        sampler=sampler,
+        options=plan.options,
+        shape=shape,
+        dtype=dtype.name,
+        trajectory=bool(trajectory),
+        first_step=plan.first_step,
+        diffusion=plan.diffusion,
+    )
+    if not return_info:
+        return samples
+    info = {"nfe": nfe, "ts": grid_np}
+    if trajectory:
+        info["trajectory_ts"] = run_grid if final_t is None else np.append(run_grid, 0.0)
+        info["trajectory"] = traj
+    return samples, info
+
+
+def sampler_grid(spec, sde, steps, grid, *, t_end, rho=7.0, sigma_min=None) -> np.ndarray:
+    """The grid ``sample`` runs ``spec`` on without ``ts``: ``steps`` (default the sampler's) intervals of the
+    ``grid`` rule (default the sampler's, with its own last noise level when the grid ends at 0)."""
+    steps = spec.default_steps if steps is None else steps
+    V.check_int_at_least("steps", steps, 1)
+    grid_name = spec.default_grid if grid is None else grid
+    V.check_choice("grid", grid_name, GRIDS)
+    if sigma_min is None and t_end == 0 and spec.default_sigma_min is not None and grid_name == spec.default_grid:
+        sigma_min = spec.default_sigma_min(steps)
+    return time_grid(sde, steps, grid_name, t_end=t_end, rho=rho, sigma_min=sigma_min)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """How a sampler runs on a concrete grid (what stays fixed when only the grid's values change).
+
+    The sampler runs on the grid's first ``keep`` points (then on ``append_eps`` if set: an adaptive solver
+    integrating on to ``sampling_eps``); ``tweedie``: a final ``x ← E[x_0 | x]`` at the last point it ran to.
+    ``first_step``: a σ̃-sampler's first interval from ``α = 0`` is one DDIM step. ``options``: the static options
+    of :func:`_run`; ``diffusion`` the SDE samplers' noise scale."""
+
+    keep: int
+    append_eps: float | None
+    tweedie: bool
+    first_step: bool
+    options: tuple
+    diffusion: float
+
+
+def _plan(spec, model, sde, grid_np: np.ndarray, denoise: bool, merged: dict) -> _Plan:
+    """The :class:`_Plan` of ``spec`` on ``grid_np`` (``merged``: the sampler's options with the caller's)."""
+    merged = dict(merged)
     ends_at_zero = bool(grid_np[-1] == 0.0)
     lands = spec.handles_zero or (spec.lands_with_velocity and model.prediction in VELOCITY_KINDS)
-    # The grid the sampler itself runs on, and where (if anywhere) a final Tweedie step is taken.
-    run_grid, final_t = grid_np, None
-    if ends_at_zero and not lands:
-        run_grid = grid_np[:-1]
-        if spec.adaptive and run_grid[-1] > sde.sampling_eps > 0:
-            run_grid = np.append(run_grid, float(sde.sampling_eps))  # integrate on to sampling_eps
-        final_t = float(run_grid[-1])
+    keep, append_eps, tweedie = len(grid_np), None, False
+    last = float(grid_np[-1])
+    if ends_at_zero and not lands:  # the last interval [t, 0] becomes a Tweedie step at t
+        keep, last, tweedie = len(grid_np) - 1, float(grid_np[-2]), True
+        if spec.adaptive and last > sde.sampling_eps > 0:
+            append_eps, last = float(sde.sampling_eps), float(sde.sampling_eps)
     elif denoise and not ends_at_zero:
-        final_t = float(grid_np[-1])
+        tweedie = True
+    run_grid = grid_np[:keep] if append_eps is None else np.append(grid_np[:keep], append_eps)
     first_step = False
     if spec.sigma_tilde_steps and len(run_grid) >= 2:
         with jax.ensure_compile_time_eval():
@@ -337,30 +404,8 @@ def _sample(key, model, sde, *, shape, sampler, steps, x_init, ts, t_end, grid, 
             s_tilde = np.asarray(sigma_tilde(sde, jnp.asarray(sampler_grid)), np.float64)
         merged["_log_sigma_tilde"] = tuple(float(v) for v in np.log(np.where(s_tilde > 0, s_tilde, 1.0)))
     diffusion = float(merged.pop("diffusion", 1.0))
-    static_options = tuple(sorted(merged.items()))
-
-    samples, nfe, traj = _run(
-        key,
-        model,
-        sde,
-        None if x_init is None else jnp.asarray(x_init, dtype),
-        jnp.asarray(run_grid, dtype),
-        None if final_t is None else jnp.asarray(final_t, dtype),
-        sampler=sampler,
-        options=static_options,
-        shape=shape,
-        dtype=dtype.name,
-        trajectory=bool(trajectory),
-        first_step=first_step,
-        diffusion=diffusion,
-    )
-    if not return_info:
-        return samples
-    info = {"nfe": nfe, "ts": grid_np}
-    if trajectory:
-        info["trajectory_ts"] = run_grid if final_t is None else np.append(run_grid, 0.0)
-        info["trajectory"] = traj
-    return samples, info
+    return _Plan(keep=keep, append_eps=append_eps, tweedie=tweedie, first_step=first_step,
+                 options=tuple(sorted(merged.items())), diffusion=diffusion)
 
 
 def _check_option_values(sampler: str, options: dict) -> None:
