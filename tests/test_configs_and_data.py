@@ -104,6 +104,8 @@ def test_network_output_shape_for_config(name):
         ("eval.inception_mode", "clean", "eval.inception_mode='clean'"),
         ("eval.fid_stats", "/w/stats.npz", "needs eval.inception_path"),
         ("model.norm_groups", 32, "applies to model.name='ddpm'"),
+        ("sampling.grid", "cosine", "sampling.grid='cosine'"),
+        ("sampling.grid", "calibrated", "set sampling.sampler to one of"),  # vp_digits samples with euler_maruyama
     ],
 )
 def test_bad_values_are_refused_with_the_field_name(field, value, fragment):

@@ -128,6 +128,33 @@ def test_a_reloaded_run_reuses_the_compiled_sampler_and_likelihood(digits_run):
     assert counts[1] == counts[0], counts
 
 
+def test_calibrated_grid_is_saved_with_the_run_and_reused(digits_run, monkeypatch):
+    """Run.calibrated_grid fits once per (step, sampler, steps, ...), saves the grid in the workdir, and a later
+    load_run (and run.sample(grid="calibrated")) reads it back instead of fitting again."""
+    import jaxdiff
+    from jaxdiff.sampling import _calibrate
+
+    workdir, _ = digits_run
+    path = os.path.join(workdir, "calibrated_grids.json")
+    if os.path.exists(path):
+        os.remove(path)
+    ts = jaxdiff.load_run(workdir).calibrated_grid("dpmpp_2m", 3, rows=8, iterations=3)
+    saved = json.load(open(path))
+    assert list(saved) == ["step=4|sampler=dpmpp_2m|steps=3|t_end=None|"]
+    np.testing.assert_array_equal(saved["step=4|sampler=dpmpp_2m|steps=3|t_end=None|"]["ts"], ts)
+    assert ts.shape == (4,) and np.all(np.diff(ts) < 0)
+
+    def no_fitting(*args, **kw):
+        raise AssertionError("the saved grid should have been reused")
+
+    monkeypatch.setattr(_calibrate, "calibrate", no_fitting)
+    run = jaxdiff.load_run(workdir)
+    np.testing.assert_array_equal(run.calibrated_grid("dpmpp_2m", 3), ts)
+    x = run.sample(jax.random.key(0), 4, batch_size=4, sampler="dpmpp_2m", steps=3, grid="calibrated")
+    y = run.sample(jax.random.key(0), 4, batch_size=4, sampler="dpmpp_2m", ts=ts)
+    np.testing.assert_array_equal(x, y)
+
+
 def test_sample_cli_writes_npz_in_data_units(digits_run, tmp_path):
     workdir, _ = digits_run
     out = str(tmp_path / "s.npz")

@@ -43,7 +43,7 @@ Array = jax.Array
 CALIBRATABLE = ("ddim", "dpmpp_2m", "dpmpp_3m", "edm_heun", "ode_euler", "ode_heun", "ode_midpoint")
 REFERENCE_SAMPLER = "dpmpp_3m"
 REFERENCE_SIGMA_MIN = 1e-4  # the reference solve's last noisy σ̃ (below the scales of any data it is meant for)
-CALIBRATION_ROWS = 256  # sample(grid="calibrated") calibrates on at most this many rows of its batch
+CALIBRATION_ROWS = 128  # sample(grid="calibrated") calibrates on at most this many rows of its batch
 
 
 def check_calibratable(sampler: str, options: dict) -> None:
@@ -266,7 +266,7 @@ _CACHE: dict[tuple, tuple[Any, Any, np.ndarray]] = {}
 
 def calibrate_for_sample(model: Any, sde: LinearProcess, spec, *, steps: int | None, shape: tuple[int, ...],
                          t_end: float, dtype: Any, options: dict, whole_batch: bool = False) -> np.ndarray:
-    """The grid of ``sample(..., grid="calibrated")``: :func:`calibrate` on the first (at most 256) rows of the batch
+    """The grid of ``sample(..., grid="calibrated")``: :func:`calibrate` on the first (at most 128) rows of the batch
     (all of them for a conditioned model, whose labels are per row), from a fixed key, cached per model object."""
     rows = shape[0] if whole_batch else min(shape[0], CALIBRATION_ROWS)
     steps = spec.default_steps if steps is None else int(steps)

@@ -105,7 +105,7 @@ def sample(
         the last step return the denoised estimate ``E[x_0 | x]`` (a velocity model integrates onto 0).
       grid: ``"time_uniform"``, ``"logsnr_uniform"``, ``"karras"`` (with ``rho``), ``"time_quadratic"``, or
         ``"calibrated"``: the grid fitted to this model for this sampler and ``steps``
-        (:func:`jaxdiff.calibrated_grid`, on a batch of at most 256 of ``shape``'s rows from a fixed key; the result is
+        (:func:`jaxdiff.calibrated_grid`, on a batch of at most 128 of ``shape``'s rows from a fixed key; the result is
         cached for the same model object, and ``info["ts"]`` returns it for reuse as ``ts``); default: the sampler's.
       sigma_min: the smallest nonzero ``σ̃ = σ/α`` of a ``logsnr_uniform`` or ``karras`` grid ending at 0.
       denoise: finish with a Tweedie step ``x ← E[x_0 | x_{t_end}]`` (1 NFE).

@@ -106,6 +106,10 @@ def default_config() -> ml_collections.ConfigDict:
     sampling.sampler = ""  # jaxdiff: any name in jaxdiff.samplers(); overrides method/predictor/corrector
     sampling.steps = 0  # jaxdiff: solver steps (0: model.num_scales, as score_sde)
     sampling.guidance = 0.0  # jaxdiff: classifier-free guidance weight w of sample grids, (1 + w)·cond − w·uncond
+    # jaxdiff: the sampler's time grid: '' (its default), a fixed rule ('time_uniform', 'logsnr_uniform', 'karras',
+    # 'time_quadratic'), or 'calibrated' (fitted to the trained model for this sampler and step count by
+    # jaxdiff.calibrated_grid; a loaded run saves it in WORKDIR/calibrated_grids.json and reuses it)
+    sampling.grid = ""
 
     config.eval = evaluate = ml_collections.ConfigDict()
     evaluate.begin_ckpt = 9
@@ -351,13 +355,26 @@ def validate_config(config: Any, *, device_count: int | None = None) -> ml_colle
         from jaxdiff.sampling import samplers
 
         need(sampler in samplers(), "sampling.sampler", f"must be '' or one of {sorted(samplers())}")
-    elif get("sampling.method") == "pc":
+    if not sampler and get("sampling.method") == "pc":
         pred, corr = get("sampling.predictor"), get("sampling.corrector")
         if corr == "langevin" and pred == "euler_maruyama":
             problems.append("sampling.predictor='euler_maruyama' with sampling.corrector='langevin' is not "
                             "available: use predictor='reverse_diffusion' (jaxdiff's 'pc' sampler)")
         if corr == "none" and pred == "none":
             problems.append("sampling.predictor='none' with sampling.corrector='none' samples nothing")
+
+    from jaxdiff.sampling._calibrate import CALIBRATABLE
+    from jaxdiff.sampling._grid import GRIDS
+
+    grid = get("sampling.grid")
+    need(grid in ("",) + GRIDS + ("calibrated",), "sampling.grid",
+         f"must be '' (the sampler's default), one of {list(GRIDS)}, or 'calibrated'")
+    if grid == "calibrated":
+        need(sampler in CALIBRATABLE, "sampling.grid",
+             f"'calibrated' fits the grid of a deterministic fixed-grid sampler: set sampling.sampler to one of "
+             f"{list(CALIBRATABLE)} (got sampling.sampler={sampler!r})")
+        need(not get("data.source"), "sampling.grid",
+             "'calibrated' needs a Gaussian source (sampling from noise); a translation run (data.source) has none")
 
     integer("eval.batch_size", 1)
     integer("eval.num_samples", 1)
@@ -653,6 +670,8 @@ def sampler_settings(config: Any) -> tuple[str, dict]:
         return "euler_maruyama", {"steps": s.steps or 100}
     steps = s.steps or config.model.num_scales
     options: dict = {"steps": steps}
+    if s.get("grid", ""):
+        options["grid"] = s.grid
     if s.sampler:
         name = s.sampler
     elif s.method == "ode":

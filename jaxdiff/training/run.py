@@ -407,13 +407,73 @@ class Run:
         ``distributed=True``: every process calls it and each draws its share of the batches (:func:`draw_samples`)."""
         if cond is not None and guidance is None:
             guidance = float(self.config.sampling.guidance)
+        name, options = sampler_call(self.config, overrides)
+        if options.get("grid") == "calibrated" and options.get("ts") is None:
+            if self.source is not None:
+                raise ValueError("grid='calibrated' needs a Gaussian source; this translation run (data.source) "
+                                 "carries data rows instead.")
+            sampler_options = {k: v for k, v in options.items() if k not in _NOT_SAMPLER_OPTIONS}
+            overrides = {**overrides, "ts": self.calibrated_grid(name, options.get("steps"), t_end=options.get("t_end"),
+                                                                 **sampler_options)}
         return draw_samples(self.config, self.params, self.sde, key, num, batch_size=batch_size,
                             return_nfe=return_nfe, x_source=self.source_rows(num), cond=cond, guidance=guidance,
                             distributed=distributed, **overrides)
 
+    def calibrated_grid(self, sampler: str | None = None, steps: int | None = None, *, t_end: float | None = None,
+                        rows: int = 256, iterations: int = 100, refresh: bool = False,
+                        log: Callable[[str], None] | None = None, **options) -> np.ndarray:
+        """The grid of ``sampler`` (default the config's) with ``steps`` intervals calibrated for this run's EMA model
+        at this step (:func:`jaxdiff.calibrated_grid` on ``rows`` paths from a key of ``seed``, ``iterations`` Adam
+        steps; process time).
+        Saved in ``WORKDIR/calibrated_grids.json`` under the step, the sampler, the steps, ``t_end`` and the options,
+        and read from there the next time (``refresh=True`` fits it again). A conditional run's grid is fitted to
+        its unconditional branch. Every process computes the same grid; process 0 writes the file."""
+        from jaxdiff.sampling import calibrated_grid
+
+        name, config_options = C.sampler_settings(self.config)
+        if sampler is None:
+            sampler = name
+            steps = config_options.get("steps") if steps is None else steps
+        entry = (f"step={self.step}|sampler={sampler}|steps={steps}|t_end={t_end}|"
+                 + "|".join(f"{k}={options[k]!r}" for k in sorted(options)))
+        path = os.path.join(self.workdir, CALIBRATED_GRIDS)
+        saved = _read_calibrated_grids(path)
+        if entry in saved and not refresh:
+            return np.asarray(saved[entry]["ts"], np.float64)
+        key = jax.random.fold_in(jax.random.key(self.config.seed), 0xCA1)
+        ts, info = calibrated_grid(key, self.params, self.sde, sampler=sampler, steps=steps, shape=(rows, *self.shape),
+                                   t_end=t_end, iterations=iterations, return_info=True, log=log, **options)
+        if jax.process_index() == 0:
+            saved = _read_calibrated_grids(path)  # (again: another caller may have added entries meanwhile)
+            saved[entry] = {"ts": [float(v) for v in ts], "loss": info["loss"], "rule_losses": info["rule_losses"],
+                            "start": info["start"], "rows": rows, "iterations": info["iterations"]}
+            _write_json(path, saved)
+        return ts
+
     def sample_data_units(self, key, num: int, **kw) -> np.ndarray:
         """Samples in the data's own units (digit levels 0..16, CIFAR pixels 0..255, toy coordinates)."""
         return self.dataset.to_data_units(self.sample(key, num, **kw))
+
+
+CALIBRATED_GRIDS = "calibrated_grids.json"
+# sample() arguments that are not a sampler's own options (what Run.calibrated_grid must not pass on)
+_NOT_SAMPLER_OPTIONS = ("steps", "grid", "ts", "t_end", "rho", "sigma_min", "denoise", "cond", "guidance",
+                        "guide_model", "dtype", "return_info", "trajectory", "x_init", "shape", "score_fn",
+                        "velocity_fn")
+
+
+def _read_calibrated_grids(path: str) -> dict:
+    """The saved calibrated grids of a workdir (``{}`` when there are none); a damaged file is refused by name."""
+    if not os.path.exists(path):
+        return {}
+    try:
+        with open(path) as fh:
+            saved = json.load(fh)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path} is not a readable calibrated-grids file ({err}); move it away to calibrate again.") from err
+    if not isinstance(saved, dict):
+        raise ValueError(f"{path} does not hold a JSON object of calibrated grids; move it away to calibrate again.")
+    return saved
 
 
 def grid_labels(num_classes: int, num: int) -> tuple[np.ndarray | None, int | None]:
@@ -462,6 +522,16 @@ def _local_mesh(batch_size: int) -> Mesh | None:
     return Mesh(np.asarray(devices), ("data",))
 
 
+def sampler_call(config, overrides: dict) -> tuple[str, dict]:
+    """``(sampler, options for jaxdiff.sample)``: the config's (:func:`sampler_settings`), with ``overrides`` on top
+    (another ``sampler`` drops the config's options, which were for its own)."""
+    name, options = C.sampler_settings(config)
+    if "sampler" in overrides:
+        name, options = overrides["sampler"], {}
+    options.update({k: v for k, v in overrides.items() if k != "sampler"})
+    return name, options
+
+
 def draw_samples(config, score_model, sde, key, num: int, *, batch_size: int | None = None, return_nfe: bool = False,
                  x_source: np.ndarray | None = None, cond: Any = None, guidance: float | None = None,
                  distributed: bool = False, **overrides):
@@ -476,10 +546,7 @@ def draw_samples(config, score_model, sde, key, num: int, *, batch_size: int | N
     gathered — the same samples for the same key on 1 device, N devices or N processes."""
     from jaxdiff.sampling import sample, translate
 
-    name, options = C.sampler_settings(config)
-    if "sampler" in overrides:  # another sampler: the config's options were for its own
-        name, options = overrides["sampler"], {}
-    options.update({k: v for k, v in overrides.items() if k != "sampler"})
+    name, options = sampler_call(config, overrides)
     shape = C.data_shape(config)
     batch_size = int(batch_size or config.eval.batch_size)
     if cond is not None:
