@@ -2,6 +2,7 @@
 
     python -m benchmarks.calibrated_grids           # 7 mixtures + 1 flow, NFE 5/10/20 (~10 min on 2 CPU cores)
     python -m benchmarks.calibrated_grids --quick   # NFE 10 only, fewer paths
+    python -m benchmarks.calibrated_grids --workdir=DIR   # also a trained digits run (experiments.train's workdir)
 
 Gaussian mixtures with closed-form scores under the VP-SDE (β 0.1 → 20), of dimensions 1 to 64 and component
 stds from 0.02 to 2, drawn from seeds that were not used while the calibration was developed. For each NFE:
@@ -17,6 +18,10 @@ Error: mean Euclidean distance over 2,000 evaluation paths between a sampler's o
 probability-flow endpoint from the same noise (diffrax Dopri8 in float64, rtol = atol = 1e-10, to σ̃ = 1e-6,
 then denoised). Samplers and calibration run in float32. Every grid ends at t = 0. A flow row: rectified flow
 (linear interpolant) from N(0, I) to one of the mixtures with its exact velocity.
+
+With ``--workdir`` (a trained digits run, e.g. the main job's): the same comparison on the trained network at 10
+NFE, against the network's own 256-step DPM-Solver++(3M) solve (there is no exact endpoint), plus FD_digits of
+1,000 samples per grid (the project's digits-classifier Fréchet distance to the held-out digits).
 """
 
 from __future__ import annotations
@@ -109,10 +114,58 @@ def flow_case(n_paths: int):
     return path, {"velocity_fn": velocity}, z.astype(jnp.float32), reference
 
 
+def trained_run_table(workdir: str, nfe: int = 10, n_paths: int = 256, n_fd: int = 1000,
+                      calib_rows: int = 128) -> list[str]:
+    """Fixed rules vs calibrated grids on a trained digits run: endpoint error vs its own fine solve, and FD_digits."""
+    from jaxdiff.metrics import digits_frechet_distance
+    from jaxdiff.sampling._calibrate import REFERENCE_SAMPLER, reference_grid
+    from jaxdiff.training.data import digits_upright
+
+    run = jaxdiff.load_run(workdir)
+    model, sde, dataset = run.params, run.sde, run.dataset
+    z = jax.random.normal(jax.random.PRNGKey(1), (n_paths, *run.shape), jnp.float32)
+    reference = np.asarray(jaxdiff.sample(jax.random.PRNGKey(0), model, sde, sampler=REFERENCE_SAMPLER, x_init=z,
+                                          ts=reference_grid(sde, float(sde.t_max), 0.0, 256)), np.float64)
+    held_out = digits_upright(dataset.name, dataset.test)
+
+    def figures(sampler, **grid):
+        x = jaxdiff.sample(jax.random.PRNGKey(0), model, sde, sampler=sampler, x_init=z, **grid)
+        err = float(np.mean(np.linalg.norm((np.asarray(x, np.float64) - reference).reshape(n_paths, -1), axis=-1)))
+        draws = jaxdiff.sample(jax.random.PRNGKey(5), model, sde, sampler=sampler, shape=(n_fd, *run.shape), **grid)
+        units = digits_upright(dataset.name, dataset.to_data_units(np.asarray(draws)))
+        return err, float(digits_frechet_distance(units, held_out, seed=0))
+
+    lines = [f"\n### trained digits run ({workdir}, step {run.step}), {nfe} NFE\n",
+             f"Endpoint error: mean Euclidean distance over {n_paths} paths to the network's own 256-step "
+             f"{REFERENCE_SAMPLER} solve; FD_digits of {n_fd} samples. Calibration: {calib_rows} paths, 100 Adam "
+             "iterations (default settings).\n",
+             "| sampler | grid | endpoint error | FD_digits | calibration s |", "|---|---|---|---|---|"]
+    fine_units = digits_upright(dataset.name, dataset.to_data_units(np.asarray(jaxdiff.sample(
+        jax.random.PRNGKey(5), model, sde, sampler=REFERENCE_SAMPLER, shape=(n_fd, *run.shape),
+        ts=reference_grid(sde, float(sde.t_max), 0.0, 256)))))
+    lines.append(f"| {REFERENCE_SAMPLER} | 256 steps (reference) | 0 | "
+                 f"{float(digits_frechet_distance(fine_units, held_out, seed=0)):.3f} | |")
+    for sampler in ("dpmpp_3m", "dpmpp_2m"):
+        for rule in RULES:
+            err, fd = figures(sampler, steps=nfe, grid=rule, t_end=0.0)
+            lines.append(f"| {sampler} | {rule} | {err:.4f} | {fd:.3f} | |")
+            print(lines[-1], flush=True)
+        started = time.perf_counter()
+        ts = jaxdiff.calibrated_grid(jax.random.PRNGKey(100), model, sde, sampler=sampler, steps=nfe,
+                                     shape=(calib_rows, *run.shape), t_end=0.0)
+        seconds = time.perf_counter() - started
+        err, fd = figures(sampler, ts=ts)
+        lines.append(f"| {sampler} | **calibrated** | {err:.4f} | {fd:.3f} | {seconds:.0f} |")
+        print(lines[-1], flush=True)
+    return lines
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Calibrated grids vs the peers' algorithms on fixed grid rules.")
     parser.add_argument("--quick", action="store_true", help="NFE 10 only, 500 evaluation paths")
     parser.add_argument("--no-write", action="store_true", help="do not append to RESULTS.md")
+    parser.add_argument("--workdir", default=None, help="a trained digits run: add its table")
+    parser.add_argument("--only-workdir", action="store_true", help="only the trained run's table")
     args = parser.parse_args(argv)
     nfes = [10] if args.quick else [5, 10, 20]
     n_paths, calib_rows = (500, 512) if args.quick else (2000, 512)
@@ -126,6 +179,10 @@ def main(argv=None):
              "calibrated dpmpp_2m | calibrated ddim | ratio | calibration s (3 grids) |",
              "|---|---|---|---|---|---|---|---|---|"]
     ratios: dict[int, list[float]] = {n: [] for n in nfes}
+    if args.only_workdir:
+        lines = lines[:1] + trained_run_table(args.workdir)
+        publish("\n".join(lines) + "\n", write=not args.no_write)
+        return
     for name, make in MIXTURES:
         mix = make()
         score = lambda p, x, t, mix=mix: mix.marginal_score(SDE, x, t)  # noqa: E731
@@ -144,6 +201,8 @@ def main(argv=None):
         worst = max(ratios[nfe])
         lines.append(f"NFE {nfe}: worst ratio over the {len(ratios[nfe])} diffusion mixtures {worst:.3f}, "
                      f"geometric mean {float(np.exp(np.mean(np.log(ratios[nfe])))):.3f}.")
+    if args.workdir:
+        lines += trained_run_table(args.workdir)
     publish("\n".join(lines) + "\n", write=not args.no_write)
 
 

@@ -22,7 +22,8 @@ CONFIGS = os.path.join(ROOT, "experiments", "configs")
 
 # name -> (label, config file, overrides)
 RUNS = {
-    "vp_sde": ("VP-SDE, DSM (vp_digits.py, the main job)", "vp_digits.py", []),
+    # (the main job's U-Net is nf = 16 since 2026-12-07; the families compare at the nf = 32 the flow configs use)
+    "vp_sde": ("VP-SDE, DSM (vp_digits.py at nf = 32)", "vp_digits.py", ["--config.model.nf=32"]),
     "i_cfm": ("I-CFM (fm_digits.py, independent, σ = 0.1)", "fm_digits.py",
               ["--config.flow.coupling=independent", "--config.flow.sigma=0.1"]),
     "ot_cfm": ("OT-CFM (fm_digits.py, exact OT on the batch)", "fm_digits.py", []),
@@ -49,7 +50,7 @@ def main(argv=None):
         rows.append(result)
     steps = args.steps or 3000
     lines = [f"\n## digits_families — {datetime.date.today()} — {machine_description()}\n",
-             f"One run each, {steps} steps at batch 64, the main job's 1.26M-parameter DDPM++ U-Net (si: a two-head "
+             f"One run each, {steps} steps at batch 64, the digits configs' 1.26M-parameter DDPM++ U-Net (nf = 32; si: a two-head "
              "last layer, 1,259,682), EMA 0.999 with warm-up, seed 0, `python -m experiments.train` for all. "
              "Bits/dim: held-out digits (359) through `jaxdiff.log_likelihood` (PF-ODE, Hutchinson, tolerance "
              "1e-4); FD_digits: 1,000 samples of the config's default sampler vs the held-out images. Targets: "

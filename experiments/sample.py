@@ -2,7 +2,8 @@
 
 Writes ``FILE.npz`` with the array ``samples`` in the data's own units (digit levels 0..16 as uint8,
 CIFAR-10 pixels 0..255 as uint8 NHWC, toy coordinates as float32) and ``FILE.png`` (an image grid or a
-2-D histogram). The sampler is the run's config's unless ``--sampler``/``--steps`` are given.
+2-D histogram). The sampler is the run's config's unless ``--sampler``/``--steps``/``--grid`` are given
+(``--grid=calibrated`` fits the grid to the run once and saves it in ``WORKDIR/calibrated_grids.json``).
 
 A class-conditional run (``model.num_classes``) draws digit/class ``--class=C`` (default: every class in turn,
 one grid row per class) with classifier-free guidance ``--guidance=W`` (``(1 + W)·cond − W·uncond``; default the
@@ -21,6 +22,8 @@ flags.DEFINE_string("out", None, "Output .npz path (default WORKDIR/samples.npz)
 flags.DEFINE_integer("seed", 0, "Sampling seed.")
 flags.DEFINE_string("sampler", None, "Override: any name in jaxdiff.samplers().")
 flags.DEFINE_integer("steps", None, "Override: number of solver steps.")
+flags.DEFINE_string("grid", None, "Override: the time grid, a rule of jaxdiff.time_grid or 'calibrated' (fitted to "
+                    "the run for this sampler and steps once, saved in WORKDIR/calibrated_grids.json).")
 flags.DEFINE_integer("batch_size", None, "Samples per compiled batch (default eval.batch_size).")
 flags.DEFINE_integer("class", None, "Conditional runs: the class to draw (default: all classes, one grid row each).")
 flags.DEFINE_float("guidance", None, "Conditional runs: classifier-free guidance weight w (default sampling.guidance).")
@@ -71,6 +74,18 @@ def main(argv):
         run.config.sampling.sampler = FLAGS.sampler
     if FLAGS.steps:
         overrides["steps"] = FLAGS.steps
+    if FLAGS.grid:
+        from jaxdiff.sampling._calibrate import CALIBRATABLE
+        from jaxdiff.sampling._grid import GRIDS
+        from jaxdiff.training.config import sampler_settings
+
+        if FLAGS.grid not in GRIDS + ("calibrated",):
+            fail(f"--grid={FLAGS.grid!r} is not one of {list(GRIDS) + ['calibrated']}.")
+        name = sampler_settings(run.config)[0]
+        if FLAGS.grid == "calibrated" and name not in CALIBRATABLE:
+            fail(f"--grid=calibrated needs a deterministic fixed-grid sampler: pass --sampler=one of {list(CALIBRATABLE)} "
+                 f"(the run's is {name!r}).")
+        overrides["grid"] = FLAGS.grid
     samples = run.sample_data_units(jax.random.key(FLAGS.seed), FLAGS.num, batch_size=FLAGS.batch_size or min(FLAGS.num, run.config.eval.batch_size), **overrides)
     out = FLAGS.out or os.path.join(FLAGS.workdir, "samples.npz")
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)

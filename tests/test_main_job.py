@@ -156,11 +156,18 @@ def test_calibrated_grid_is_saved_with_the_run_and_reused(digits_run, monkeypatc
 
 
 def test_sample_cli_writes_npz_in_data_units(digits_run, tmp_path):
+    """(on the run's saved calibrated grid: --grid=calibrated reads WORKDIR/calibrated_grids.json)"""
+    import jaxdiff
+
     workdir, _ = digits_run
     out = str(tmp_path / "s.npz")
+    jaxdiff.load_run(workdir).calibrated_grid("dpmpp_2m", 3, rows=8, iterations=2)  # fitted here unless saved
+    before = open(os.path.join(workdir, "calibrated_grids.json")).read()
     proc = subprocess.run([sys.executable, "-m", "experiments.sample", f"--workdir={workdir}", "--num=10",
-                           f"--out={out}", "--steps=3"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+                           f"--out={out}", "--sampler=dpmpp_2m", "--steps=3", "--grid=calibrated"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert open(os.path.join(workdir, "calibrated_grids.json")).read() == before  # reused, not fitted again
     samples = np.load(out)["samples"]
     assert samples.shape == (10, 8, 8, 1) and samples.dtype == np.uint8 and samples.max() <= 16
     assert os.path.exists(str(tmp_path / "s.png"))

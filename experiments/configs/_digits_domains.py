@@ -9,7 +9,7 @@ from experiments.configs import vp_digits
 
 
 def base(source: str, target: str, *, objective: str, sigma: float):
-    config = vp_digits.get_config()
+    config = vp_digits.digits_config()
     t = config.training
     t.objective = objective
     t.batch_size = 128

@@ -7,7 +7,7 @@ from experiments.configs import vp_digits
 
 
 def get_config():
-    config = vp_digits.get_config()
+    config = vp_digits.digits_config()
     config.training.objective = "flow_matching"
     config.flow.path = "linear"
     config.flow.sigma = 0.0

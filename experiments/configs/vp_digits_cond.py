@@ -9,4 +9,4 @@ from experiments.configs._conditional import make_conditional
 
 
 def get_config():
-    return make_conditional(vp_digits.get_config())
+    return make_conditional(vp_digits.digits_config())
