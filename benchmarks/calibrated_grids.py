@@ -115,7 +115,7 @@ def flow_case(n_paths: int):
 
 
 def trained_run_table(workdir: str, nfe: int = 10, n_paths: int = 256, n_fd: int = 1000,
-                      calib_rows: int = 128) -> list[str]:
+                      calib_rows: int = 128, samplers: tuple[str, ...] = ("dpmpp_3m",)) -> list[str]:
     """Fixed rules vs calibrated grids on a trained digits run: endpoint error vs its own fine solve, and FD_digits."""
     from jaxdiff.metrics import digits_frechet_distance
     from jaxdiff.sampling._calibrate import REFERENCE_SAMPLER, reference_grid
@@ -145,7 +145,8 @@ def trained_run_table(workdir: str, nfe: int = 10, n_paths: int = 256, n_fd: int
         ts=reference_grid(sde, float(sde.t_max), 0.0, 256)))))
     lines.append(f"| {REFERENCE_SAMPLER} | 256 steps (reference) | 0 | "
                  f"{float(digits_frechet_distance(fine_units, held_out, seed=0)):.3f} | |")
-    for sampler in ("dpmpp_3m", "dpmpp_2m"):
+    print(lines[-1], flush=True)
+    for sampler in samplers:
         for rule in RULES:
             err, fd = figures(sampler, steps=nfe, grid=rule, t_end=0.0)
             lines.append(f"| {sampler} | {rule} | {err:.4f} | {fd:.3f} | |")

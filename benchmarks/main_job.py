@@ -1,6 +1,7 @@
 """The README's main command, start to finish, before and after: ``python -m experiments.train`` on its embedded
-default (``vp_digits.py``), timed as a user runs it, next to the same command with the earlier 1.26M-parameter
-U-Net (``--config.model.nf=32``, the main job until 2026-12-07), on the same machine one after the other.
+default (``vp_digits.py``), timed as a user runs it, next to the same command with the main job as it was until
+2026-12-07 (a 1.26M-parameter U-Net, ``nf = 32``, and Euler–Maruyama with 100 steps for the sample grids and FD_digits),
+on the same machine one after the other.
 
     python -m benchmarks.main_job             # both runs (about 40 minutes on a slow 2-core machine)
     python -m benchmarks.main_job --only=after
@@ -23,8 +24,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAIN = os.path.join(ROOT, "experiments", "configs", "vp_digits.py")
 GMM = (2.5856, 3.738)  # bits/dim, FD_digits of benchmarks.digits_baselines on the same split (RESULTS.md)
 KDE = (3.2100, 5.680)
-RUNS = {"before": ("nf = 32 (1.26M parameters)", ["--config.model.nf=32"]),
-        "after": ("nf = 16 (317k parameters): the main job", [])}
+RUNS = {"before": ("nf = 32 (1.26M parameters), Euler–Maruyama 100 steps",
+                   ["--config.model.nf=32", "--config.sampling.sampler=euler_maruyama", "--config.sampling.steps=100"]),
+        "after": ("nf = 16 (317k parameters), DPM-Solver++(3M) 20 steps: the main job", [])}
 
 
 def main(argv=None):
@@ -45,7 +47,7 @@ def main(argv=None):
         print(f"{name}: {r['wall_s']:.0f} s, bits/dim {r['bits_per_dim']:.4f}, FD_digits {r['fd_digits']:.3f}", flush=True)
     lines = [f"\n## main_job — {datetime.date.today()} — {machine_description()}\n",
              "`python -m experiments.train` (3,000 steps at batch 64, then eval.json: held-out bits/dim through the "
-             "PF-ODE and FD_digits of 1,000 Euler–Maruyama samples), one run each, one after the other on a quiet "
+             "PF-ODE and FD_digits of 1,000 samples of the config's sampler), one run each, one after the other on a quiet "
              f"machine. Baselines: Gaussian mixture {GMM[0]} bits/dim, FD_digits {GMM[1]}; KDE {KDE[0]}, {KDE[1]}.\n",
              "| U-Net | wall (train + eval) | of which eval | bits/dim | FD_digits | beats GMM and KDE |",
              "|---|---|---|---|---|---|"]

@@ -105,7 +105,6 @@ def test_network_output_shape_for_config(name):
         ("eval.fid_stats", "/w/stats.npz", "needs eval.inception_path"),
         ("model.norm_groups", 32, "applies to model.name='ddpm'"),
         ("sampling.grid", "cosine", "sampling.grid='cosine'"),
-        ("sampling.grid", "calibrated", "set sampling.sampler to one of"),  # vp_digits samples with euler_maruyama
     ],
 )
 def test_bad_values_are_refused_with_the_field_name(field, value, fragment):
@@ -116,6 +115,16 @@ def test_bad_values_are_refused_with_the_field_name(field, value, fragment):
     with pytest.raises(C.ConfigError, match=None) as err:
         C.validate_config(config)
     assert fragment in str(err.value)
+
+
+def test_a_calibrated_grid_needs_a_calibratable_sampler():
+    config = get("vp_digits")
+    config.sampling.grid = "calibrated"
+    C.validate_config(config)  # the main job samples with dpmpp_3m: a grid can be fitted for it
+    config.sampling.sampler = "euler_maruyama"
+    with pytest.raises(C.ConfigError) as err:
+        C.validate_config(config)
+    assert "sampling.grid='calibrated'" in str(err.value) and "set sampling.sampler to one of" in str(err.value)
 
 
 def test_unknown_key_and_indivisible_batch_are_refused():

