@@ -32,9 +32,9 @@ import numpy as np
 import optax
 
 from jaxdiff import _validation as V
-from jaxdiff.paths import FlowProcess, Interpolant
 from jaxdiff.processes import LinearProcess
 from jaxdiff.sampling._core import get_spec
+from jaxdiff.sampling._engine import _check_option_values, _plan, _run, sampler_grid
 from jaxdiff.sampling._grid import GRIDS, time_grid
 
 Array = jax.Array
@@ -93,7 +93,6 @@ def reference_grid(sde: LinearProcess, t_start: float, t_end: float, steps: int)
 def _loss_and_grad(theta, model, sde, x_init, reference, t_start, t_end, *, sampler, options, shape, dtype,
                    first_step, diffusion, keep, tweedie):
     """``(L(θ), ∂L/∂θ)`` with ``L`` the mean Euclidean distance of the sampler's outputs to the reference."""
-    from jaxdiff.sampling.api import _run
 
     def loss(theta):
         grid = grid_from_logits(theta, t_start, t_end)
@@ -115,8 +114,6 @@ def calibrate(key: Array, model: Any, sde: LinearProcess, sampler: str, *, steps
     """The calibrated grid (process time, float64, decreasing) of ``sampler`` with ``steps`` intervals for the
     resolved model wrapper ``model`` on ``sde``, and an info dict (losses of the fixed rules, the start rule, the
     calibrated loss, the iterations run). See the module docstring for the method."""
-    from jaxdiff.sampling.api import _check_option_values, _plan, _sample, sampler_grid
-
     spec = get_spec(sampler)
     options = dict(options or {})
     unknown = sorted(set(options) - {k for k in spec.options if not k.startswith("_")})
@@ -146,9 +143,13 @@ def calibrate(key: Array, model: Any, sde: LinearProcess, sampler: str, *, steps
     k_prior, _ = jax.random.split(key)
     x_init = sde.prior_sample(k_prior, shape, dtype)
     ref_grid = reference_grid(sde, t_start, t_end, reference_steps)
-    reference = _sample(jax.random.PRNGKey(0), model, sde, shape=None, sampler=REFERENCE_SAMPLER, steps=None,
-                        x_init=x_init, ts=ref_grid, t_end=t_end, grid=None, rho=7.0, sigma_min=None, denoise=False,
-                        return_info=False, trajectory=False, dtype=dtype, options={})
+    ref_spec = get_spec(REFERENCE_SAMPLER)
+    ref_plan = _plan(ref_spec, model, sde, ref_grid, False, dict(ref_spec.options))
+    ref_run = ref_grid[: ref_plan.keep]
+    reference, _, _ = _run(jax.random.PRNGKey(0), model, sde, x_init, jnp.asarray(ref_run, dtype),
+                           jnp.asarray(ref_run[-1], dtype) if ref_plan.tweedie else None, sampler=REFERENCE_SAMPLER,
+                           options=ref_plan.options, shape=shape, dtype=dtype.name, trajectory=False,
+                           first_step=ref_plan.first_step, diffusion=ref_plan.diffusion)
     if not bool(jnp.all(jnp.isfinite(reference))):
         raise FloatingPointError("the reference solve of the calibration batch is not finite: the model's "
                                  "probability-flow ODE diverges from the prior (check the model and the process).")
@@ -203,60 +204,6 @@ def _strictly_decreasing(grid: np.ndarray) -> np.ndarray:
         if not grid[i] < grid[i - 1]:
             grid[i] = np.nextafter(grid[i - 1], -np.inf)
     return grid
-
-
-def calibrated_grid(key: Array, params: Any, process_or_path: LinearProcess | Interpolant, *, sampler: str,
-                    steps: int | None = None, shape: tuple[int, ...], score_fn: Callable | None = None,
-                    velocity_fn: Callable | None = None, t_end: float | None = None, iterations: int = 100,
-                    learning_rate: float = 0.1, reference_steps: int = 256, dtype: Any = None,
-                    return_info: bool = False, log: Callable[[str], None] | None = None, **options):
-    r"""The time grid of ``sampler`` with ``steps`` intervals fitted to this model (see
-    :mod:`jaxdiff.sampling._calibrate`): pass it to :func:`jaxdiff.sample` as ``ts=`` (no recompilation: a
-    grid is a traced argument).
-
-    Args:
-      key: PRNG key of the calibration batch's prior noise.
-      params, score_fn, velocity_fn: the model, as for :func:`jaxdiff.sample` (a model wrapper, or parameters
-        with an analytic ``score_fn(params, x, t)`` / ``velocity_fn(params, x, t)``).
-      process_or_path: a process (the grid is in process time, decreasing), or an interpolant path (the grid
-        is in flow time, increasing from 0), as ``sample`` takes ``ts``.
-      sampler: one of ``ddim`` (η = 0), ``dpmpp_2m``, ``dpmpp_3m``, ``edm_heun`` (no churn), ``ode_euler``,
-        ``ode_heun``, ``ode_midpoint``.
-      steps: grid intervals (NFE = steps for the one-evaluation samplers; default the sampler's).
-      shape: ``(batch, *data)`` of the calibration batch (a few hundred rows suffice: the grid has ``steps``
-        parameters).
-      t_end: where sampling stops, as in ``sample`` (default ``sampling_eps``, 0 on a path); 0 lets the last
-        noisy time be fitted too.
-      iterations, learning_rate: Adam on the interval logits; reference_steps: the reference solve's steps.
-      dtype: of the calibration batch and the solves (default JAX's default float: calibrate in the precision you
-        sample in).
-      return_info: also return the info dict (``rule_losses`` of the fixed rules, ``start``, ``loss``).
-      **options: the sampler's options.
-    Returns:
-      ``ts`` (float64 numpy, ``steps + 1`` times), or ``(ts, info)``.
-    """
-    from jaxdiff.sampling.api import _flow_time, resolve_model
-
-    is_path = isinstance(process_or_path, Interpolant)
-    if is_path:
-        process = process_or_path.as_process()
-        t_end = 0.0 if t_end is None else 1.0 - _flow_time("t_end", t_end)
-    elif isinstance(process_or_path, LinearProcess):
-        process = process_or_path
-        if t_end is None:  # as sample(): a flow runs to its target, a diffusion to sampling_eps
-            t_end = 0.0 if isinstance(process, FlowProcess) else float(process.sampling_eps)
-        t_end = float(t_end)
-    else:
-        raise TypeError(f"process_or_path must be a jaxdiff process or an interpolant path, got "
-                        f"{type(process_or_path).__name__}.")
-    lo, hi = process.time_domain
-    V.check_time("t_end", t_end, lo, hi, type(process).__name__)
-    model = resolve_model(params, score_fn, velocity_fn, flow_time=is_path)
-    grid, info = calibrate(key, model, process, sampler, steps=steps, shape=shape, t_end=t_end, dtype=dtype,
-                           options=options, iterations=iterations, learning_rate=learning_rate, reference_steps=reference_steps, log=log)
-    if is_path:
-        grid = 1.0 - grid
-    return (grid, info) if return_info else grid
 
 
 # sample(grid="calibrated"): one calibration per (model object, process object, sampler, steps, ...), kept while

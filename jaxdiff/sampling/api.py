@@ -7,9 +7,6 @@ the one place where flow time becomes process time), and a model wrapper (``Scor
 
 from __future__ import annotations
 
-import collections
-import dataclasses
-import functools
 from typing import Any, Callable
 
 import jax
@@ -17,15 +14,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdiff import _validation as V
-from jaxdiff.parameterization import VELOCITY_KINDS, FunctionModel, ModelWrapper, ScoreMethodModel, TimeReversed
+from jaxdiff.parameterization import FunctionModel, ModelWrapper, ScoreMethodModel, TimeReversed
 from jaxdiff.paths import FlowProcess, Interpolant
 from jaxdiff.processes import LinearProcess
-from jaxdiff.sampling._core import Model, get_spec
-from jaxdiff.sampling._grid import GRIDS, check_grid, sigma_tilde, time_grid
+from jaxdiff.sampling import _calibrate
+from jaxdiff.sampling._core import get_spec
+from jaxdiff.sampling._engine import TRACES, _check_option_values, _plan, _run, sampler_grid  # noqa: F401  (TRACES: re-exported)
+from jaxdiff.sampling._grid import GRIDS, check_grid
 
 Array = jax.Array
 
-TRACES: collections.Counter = collections.Counter()  # compilations of the samplers (tests: compile once)
 _FRONT_DOOR = ("shape", "sampler", "steps", "score_fn", "velocity_fn", "x_init", "ts", "t_end", "grid", "rho",
                "sigma_min", "denoise", "return_info", "trajectory", "dtype", "cond", "guidance", "guide_model")
 
@@ -143,6 +141,58 @@ def sample(
                    steps=steps, x_init=x_init, ts=ts, t_end=t_end, grid=grid, rho=rho, sigma_min=sigma_min,
                    denoise=denoise, return_info=return_info, trajectory=trajectory, dtype=dtype, options=options,
                    whole_batch=cond is not None)
+
+
+def calibrated_grid(key: Array, params: Any, process_or_path: LinearProcess | Interpolant, *, sampler: str,
+                    steps: int | None = None, shape: tuple[int, ...], score_fn: Callable | None = None,
+                    velocity_fn: Callable | None = None, t_end: float | None = None, iterations: int = 100,
+                    learning_rate: float = 0.1, reference_steps: int = 256, dtype: Any = None,
+                    return_info: bool = False, log: Callable[[str], None] | None = None, **options):
+    r"""The time grid of ``sampler`` with ``steps`` intervals fitted to this model (see
+    :mod:`jaxdiff.sampling._calibrate`): pass it to :func:`jaxdiff.sample` as ``ts=`` (no recompilation: a
+    grid is a traced argument).
+
+    Args:
+      key: PRNG key of the calibration batch's prior noise.
+      params, score_fn, velocity_fn: the model, as for :func:`jaxdiff.sample` (a model wrapper, or parameters
+        with an analytic ``score_fn(params, x, t)`` / ``velocity_fn(params, x, t)``).
+      process_or_path: a process (the grid is in process time, decreasing), or an interpolant path (the grid
+        is in flow time, increasing from 0), as ``sample`` takes ``ts``.
+      sampler: one of ``ddim`` (η = 0), ``dpmpp_2m``, ``dpmpp_3m``, ``edm_heun`` (no churn), ``ode_euler``,
+        ``ode_heun``, ``ode_midpoint``.
+      steps: grid intervals (NFE = steps for the one-evaluation samplers; default the sampler's).
+      shape: ``(batch, *data)`` of the calibration batch (a few hundred rows suffice: the grid has ``steps``
+        parameters).
+      t_end: where sampling stops, as in ``sample`` (default ``sampling_eps``, 0 on a path); 0 lets the last
+        noisy time be fitted too.
+      iterations, learning_rate: Adam on the interval logits; reference_steps: the reference solve's steps.
+      dtype: of the calibration batch and the solves (default JAX's default float: calibrate in the precision you
+        sample in).
+      return_info: also return the info dict (``rule_losses`` of the fixed rules, ``start``, ``loss``).
+      **options: the sampler's options.
+    Returns:
+      ``ts`` (float64 numpy, ``steps + 1`` times), or ``(ts, info)``.
+    """
+    is_path = isinstance(process_or_path, Interpolant)
+    if is_path:
+        process = process_or_path.as_process()
+        t_end = 0.0 if t_end is None else 1.0 - _flow_time("t_end", t_end)
+    elif isinstance(process_or_path, LinearProcess):
+        process = process_or_path
+        if t_end is None:  # as sample(): a flow runs to its target, a diffusion to sampling_eps
+            t_end = 0.0 if isinstance(process, FlowProcess) else float(process.sampling_eps)
+        t_end = float(t_end)
+    else:
+        raise TypeError(f"process_or_path must be a jaxdiff process or an interpolant path, got "
+                        f"{type(process_or_path).__name__}.")
+    lo, hi = process.time_domain
+    V.check_time("t_end", t_end, lo, hi, type(process).__name__)
+    model = resolve_model(params, score_fn, velocity_fn, flow_time=is_path)
+    grid, info = _calibrate.calibrate(key, model, process, sampler, steps=steps, shape=shape, t_end=t_end, dtype=dtype,
+                           options=options, iterations=iterations, learning_rate=learning_rate, reference_steps=reference_steps, log=log)
+    if is_path:
+        grid = 1.0 - grid
+    return (grid, info) if return_info else grid
 
 
 def _condition(model, cond, guidance, guide_model, shape, x_init):
@@ -313,9 +363,7 @@ def _sample(key, model, sde, *, shape, sampler, steps, x_init, ts, t_end, grid, 
     if ts is not None:  # an explicit grid overrides steps, grid, t_end and sigma_min
         grid_np = check_grid(sde, ts)
     elif grid == "calibrated":
-        from jaxdiff.sampling._calibrate import calibrate_for_sample
-
-        grid_np = calibrate_for_sample(model, sde, spec, steps=steps, shape=shape,
+        grid_np = _calibrate.calibrate_for_sample(model, sde, spec, steps=steps, shape=shape,
                                        t_end=float(sde.sampling_eps if t_end is None else t_end), dtype=dtype,
                                        options=options, whole_batch=whole_batch)
     else:
@@ -349,127 +397,3 @@ def _sample(key, model, sde, *, shape, sampler, steps, x_init, ts, t_end, grid, 
         info["trajectory"] = traj
     return samples, info
 
-
-def sampler_grid(spec, sde, steps, grid, *, t_end, rho=7.0, sigma_min=None) -> np.ndarray:
-    """The grid ``sample`` runs ``spec`` on without ``ts``: ``steps`` (default the sampler's) intervals of the
-    ``grid`` rule (default the sampler's, with its own last noise level when the grid ends at 0)."""
-    steps = spec.default_steps if steps is None else steps
-    V.check_int_at_least("steps", steps, 1)
-    grid_name = spec.default_grid if grid is None else grid
-    V.check_choice("grid", grid_name, GRIDS)
-    if sigma_min is None and t_end == 0 and spec.default_sigma_min is not None and grid_name == spec.default_grid:
-        sigma_min = spec.default_sigma_min(steps)
-    return time_grid(sde, steps, grid_name, t_end=t_end, rho=rho, sigma_min=sigma_min)
-
-
-@dataclasses.dataclass(frozen=True)
-class _Plan:
-    """How a sampler runs on a concrete grid (what stays fixed when only the grid's values change).
-
-    The sampler runs on the grid's first ``keep`` points (then on ``append_eps`` if set: an adaptive solver
-    integrating on to ``sampling_eps``); ``tweedie``: a final ``x ← E[x_0 | x]`` at the last point it ran to.
-    ``first_step``: a σ̃-sampler's first interval from ``α = 0`` is one DDIM step. ``options``: the static options
-    of :func:`_run`; ``diffusion`` the SDE samplers' noise scale."""
-
-    keep: int
-    append_eps: float | None
-    tweedie: bool
-    first_step: bool
-    options: tuple
-    diffusion: float
-
-
-def _plan(spec, model, sde, grid_np: np.ndarray, denoise: bool, merged: dict) -> _Plan:
-    """The :class:`_Plan` of ``spec`` on ``grid_np`` (``merged``: the sampler's options with the caller's)."""
-    merged = dict(merged)
-    ends_at_zero = bool(grid_np[-1] == 0.0)
-    lands = spec.handles_zero or (spec.lands_with_velocity and model.prediction in VELOCITY_KINDS)
-    keep, append_eps, tweedie = len(grid_np), None, False
-    last = float(grid_np[-1])
-    if ends_at_zero and not lands:  # the last interval [t, 0] becomes a Tweedie step at t
-        keep, last, tweedie = len(grid_np) - 1, float(grid_np[-2]), True
-        if spec.adaptive and last > sde.sampling_eps > 0:
-            append_eps, last = float(sde.sampling_eps), float(sde.sampling_eps)
-    elif denoise and not ends_at_zero:
-        tweedie = True
-    run_grid = grid_np[:keep] if append_eps is None else np.append(grid_np[:keep], append_eps)
-    first_step = False
-    if spec.sigma_tilde_steps and len(run_grid) >= 2:
-        with jax.ensure_compile_time_eval():
-            first_step = float(sde._alpha(jnp.asarray(run_grid[0]))) == 0.0
-    sampler_grid = run_grid[1:] if first_step else run_grid
-    merged["_ends_at_zero"] = ends_at_zero and spec.handles_zero
-    if "_log_sigma_tilde" in spec.options:  # samplers whose coefficients are precomputed from the grid
-        with jax.ensure_compile_time_eval():
-            s_tilde = np.asarray(sigma_tilde(sde, jnp.asarray(sampler_grid)), np.float64)
-        merged["_log_sigma_tilde"] = tuple(float(v) for v in np.log(np.where(s_tilde > 0, s_tilde, 1.0)))
-    diffusion = float(merged.pop("diffusion", 1.0))
-    return _Plan(keep=keep, append_eps=append_eps, tweedie=tweedie, first_step=first_step,
-                 options=tuple(sorted(merged.items())), diffusion=diffusion)
-
-
-def _check_option_values(sampler: str, options: dict) -> None:
-    if sampler in ("ddim", "ddpm") and options["clip_x0"] is not None:
-        V.check_positive("clip_x0", options["clip_x0"])
-    if sampler == "ddim":
-        V.check_nonnegative("eta", options["eta"])
-    if sampler == "ddpm":
-        V.check_choice("variance", options["variance"], ("posterior", "beta"))
-    if sampler == "langevin":
-        V.check_positive("step_size", options["step_size"])
-    if sampler == "annealed_langevin":
-        V.check_int_at_least("n_steps_each", options["n_steps_each"], 1)
-        V.check_positive("step_lr", options["step_lr"])
-    if sampler == "pc":
-        V.check_positive("snr", options["snr"])
-        V.check_int_at_least("n_corrector", options["n_corrector"], 0)
-    if sampler == "edm_heun":
-        V.check_nonnegative("s_churn", options["s_churn"])
-        V.check_nonnegative("s_noise", options["s_noise"])
-    if sampler == "ode_adaptive":
-        V.check_choice("solver", options["solver"], ("tsit5", "dopri5", "dopri8"))
-    if sampler == "sde":
-        V.check_choice("solver", options["solver"], ("shark", "sra1", "sea"))
-    if sampler == "exp_abm":
-        if options["order"] is not None:
-            V.check_int_at_least("order", options["order"], 1)
-        V.check_choice("final", options["final"], ("extrapolate", "denoise"))
-        if options["sigma_data"] is not None:
-            V.check_positive("sigma_data", options["sigma_data"])
-    if sampler in ("euler_maruyama", "sde"):
-        V.check_nonnegative("diffusion", options["diffusion"])
-    if sampler in ("ode_adaptive", "sde"):
-        if options["rtol"] is not None:
-            V.check_positive("rtol", options["rtol"])
-            V.check_positive("atol", options["atol"])
-        V.check_int_at_least("max_steps", options["max_steps"], 1)
-
-
-@functools.partial(jax.jit, static_argnames=("sampler", "options", "shape", "dtype", "trajectory", "first_step",
-                                             "diffusion"))
-def _run(key, wrapper, sde, x_init, run_ts, final_t, *, sampler, options, shape, dtype, trajectory, first_step,
-         diffusion):
-    TRACES["sample"] += 1  # (Python body: runs once per compilation)
-    spec = get_spec(sampler)
-    model = Model(sde=sde, wrapper=wrapper, diffusion=diffusion)
-    k_prior, k_run = jax.random.split(key)
-    x = sde.prior_sample(k_prior, shape, dtype) if x_init is None else x_init
-    nfe = 0
-    traj = x[None] if trajectory else None
-    if first_step:  # from α = 0 (σ̃ = ∞): one DDIM step x ← α_s D(x) + σ_s x/σ_t, then the σ̃-sampler
-        ddim = get_spec("ddim")
-        x, nfe, first = ddim.fn(k_run, x, run_ts[:2], model, {"eta": 0.0, "clip_x0": None}, trajectory)
-        traj = first
-        run_ts = run_ts[1:]
-        k_run = jax.random.fold_in(k_run, 1)
-    if run_ts.shape[0] >= spec.min_points:
-        x, more, part = spec.fn(k_run, x, run_ts, model, dict(options), trajectory)
-        nfe = nfe + more
-        if trajectory:
-            traj = jnp.concatenate([traj, part[1:]], axis=0)
-    if final_t is not None:
-        x = model.denoise(x, final_t)
-        nfe = nfe + 1
-        if trajectory:
-            traj = jnp.concatenate([traj, x[None]], axis=0)
-    return x, jnp.asarray(nfe), traj
