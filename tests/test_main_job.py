@@ -224,7 +224,8 @@ def test_samples_sharded_over_two_devices_equal_one_device(digits_run, tmp_path)
     draws = []
     for devices in (1, 2):
         out = tmp_path / f"devices_{devices}.npy"
-        env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+        env = dict(os.environ, JAX_PLATFORMS="cpu",
+                   XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}")
         proc = subprocess.run([sys.executable, "-c", SHARDED_DRAW, workdir, str(out), str(devices)], cwd=ROOT,
                               env=env, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr[-3000:]

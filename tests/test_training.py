@@ -93,7 +93,7 @@ def test_four_devices_equal_one_device():
     whose exact OT coupling runs inside the step on the global (sharded) batch."""
     script = textwrap.dedent("""
         import os
-        os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+        os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
         import jax, jax.numpy as jnp, numpy as np
         from jax.sharding import Mesh
         import jaxdiff
@@ -139,7 +139,7 @@ def test_four_devices_equal_one_device():
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
         print("OK", results[1][0][-1])
     """)
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS" or "device_count" not in v}
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0 and "OK" in proc.stdout, proc.stdout + proc.stderr
 
