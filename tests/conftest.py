@@ -135,6 +135,7 @@ def _module_fixture_groups(path: str) -> dict[str, str]:
     return {test: f"{path}::{find(names[0])}" for test, names in tests.items() if names}
 
 
+@pytest.hookimpl(optionalhook=True)  # (a hook of pytest-xdist: without it, e.g. -p no:xdist, it is simply unused)
 def pytest_xdist_make_scheduler(config, log):
     """``pytest -n N``: tests that share a module-scoped fixture (a trained run, a fitted model) go to one worker as
     one unit, so the fixture is built once; every other test is its own unit. (xdist's ``--dist=loadgroup`` would do

@@ -246,8 +246,12 @@ def test_incompatible_workdir_is_refused_with_the_differing_fields(digits_run):
 
 
 def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
-    config = tiny_digits(n_iters=6)
-    config.training.snapshot_freq = 1
+    from experiments.configs.toy_ring import get_config
+
+    config = get_config()  # (the loop's handling, whatever the network: the toy job's MLP, small)
+    config.model.hidden, config.model.embedding_dim = (32, 32), 16
+    config.training.n_iters, config.training.batch_size, config.training.log_freq = 6, 64, 1
+    config.training.snapshot_freq, config.training.sample_freq = 1, 0
     config.training.snapshot_sampling = False
     config.optim.lr = 1e30
     config.optim.warmup = 0
