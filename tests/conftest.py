@@ -87,7 +87,6 @@ def inception_weights(tmp_path_factory, inception_state):
     return str(path)
 
 
-
 def _module_fixture_groups(path: str) -> dict[str, str]:
     """Test function name → group name for the tests in the file at ``path`` that use (directly or through other
     fixtures) a module-scoped fixture defined there; groups are the connected components of "shares such a
