@@ -34,7 +34,7 @@ import optax
 from jaxdiff import _validation as V
 from jaxdiff.processes import LinearProcess
 from jaxdiff.sampling._core import get_spec
-from jaxdiff.sampling._engine import _check_option_values, _plan, _run, sampler_grid
+from jaxdiff.sampling._engine import _plan, _run, merged_options, sampler_grid
 from jaxdiff.sampling._grid import GRIDS, time_grid
 
 Array = jax.Array
@@ -89,15 +89,13 @@ def reference_grid(sde: LinearProcess, t_start: float, t_end: float, steps: int)
 
 
 @functools.partial(jax.jit, static_argnames=("sampler", "options", "shape", "dtype", "first_step", "diffusion",
-                                             "keep", "tweedie"))
+                                             "plan"))
 def _loss_and_grad(theta, model, sde, x_init, reference, t_start, t_end, *, sampler, options, shape, dtype,
-                   first_step, diffusion, keep, tweedie):
+                   first_step, diffusion, plan):
     """``(L(θ), ∂L/∂θ)`` with ``L`` the mean Euclidean distance of the sampler's outputs to the reference."""
 
     def loss(theta):
-        grid = grid_from_logits(theta, t_start, t_end)
-        run_grid = grid[:keep]
-        final_t = run_grid[-1] if tweedie else None
+        run_grid, final_t = plan.run_points(grid_from_logits(theta, t_start, t_end))
         x, _, _ = _run(jax.random.PRNGKey(0), model, sde, x_init, run_grid, final_t, sampler=sampler,
                        options=options, shape=shape, dtype=dtype, trajectory=False, first_step=first_step,
                        diffusion=diffusion)
@@ -115,12 +113,7 @@ def calibrate(key: Array, model: Any, sde: LinearProcess, sampler: str, *, steps
     resolved model wrapper ``model`` on ``sde``, and an info dict (losses of the fixed rules, the start rule, the
     calibrated loss, the iterations run). See the module docstring for the method."""
     spec = get_spec(sampler)
-    options = dict(options or {})
-    unknown = sorted(set(options) - {k for k in spec.options if not k.startswith("_")})
-    if unknown:
-        raise ValueError(f"unknown option(s) {unknown} for sampler={sampler!r}.")
-    merged = {**spec.options, **options}
-    _check_option_values(sampler, merged)
+    merged = merged_options(sampler, spec, dict(options or {}))
     check_calibratable(sampler, merged)
     steps = spec.default_steps if steps is None else steps
     V.check_int_at_least("steps", steps, 1)
@@ -145,9 +138,9 @@ def calibrate(key: Array, model: Any, sde: LinearProcess, sampler: str, *, steps
     ref_grid = reference_grid(sde, t_start, t_end, reference_steps)
     ref_spec = get_spec(REFERENCE_SAMPLER)
     ref_plan = _plan(ref_spec, model, sde, ref_grid, False, dict(ref_spec.options))
-    ref_run = ref_grid[: ref_plan.keep]
+    ref_run, ref_final_t = ref_plan.run_points(ref_grid)
     reference, _, _ = _run(jax.random.PRNGKey(0), model, sde, x_init, jnp.asarray(ref_run, dtype),
-                           jnp.asarray(ref_run[-1], dtype) if ref_plan.tweedie else None, sampler=REFERENCE_SAMPLER,
+                           None if ref_final_t is None else jnp.asarray(ref_final_t, dtype), sampler=REFERENCE_SAMPLER,
                            options=ref_plan.options, shape=shape, dtype=dtype.name, trajectory=False,
                            first_step=ref_plan.first_step, diffusion=ref_plan.diffusion)
     if not bool(jnp.all(jnp.isfinite(reference))):
@@ -155,7 +148,7 @@ def calibrate(key: Array, model: Any, sde: LinearProcess, sampler: str, *, steps
                                  "probability-flow ODE diverges from the prior (check the model and the process).")
 
     static = dict(sampler=sampler, options=plan.options, shape=shape, dtype=dtype.name, first_step=plan.first_step,
-                  diffusion=plan.diffusion, keep=plan.keep, tweedie=plan.tweedie)
+                  diffusion=plan.diffusion, plan=plan)
     t0 = jnp.asarray(t_start, dtype)
     t1 = jnp.asarray(t_end, dtype)
 

@@ -48,6 +48,31 @@ class _Plan:
     diffusion: float
 
 
+    def run_points(self, grid):
+        """``(run_ts, final_t)``: the points the sampler runs on and the time of the final Tweedie step (``None``
+        without one), for a numpy grid or a traced one of the same length."""
+        run_ts = grid[: self.keep]
+        if self.append_eps is not None:
+            run_ts = np.append(run_ts, self.append_eps)  # integrate on to sampling_eps
+        return run_ts, (run_ts[-1] if self.tweedie else None)
+
+
+def merged_options(sampler: str, spec, options: dict, extra_hint: str = "") -> dict:
+    """The sampler's default options updated with the caller's ``options``; unknown names, non-scalar values and
+    invalid values are refused by name."""
+    public_options = {k: v for k, v in spec.options.items() if not k.startswith("_")}
+    unknown = sorted(set(options) - set(public_options))
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown} for sampler={sampler!r}; its options are "
+                         f"{sorted(public_options)}{extra_hint}.")
+    for name, value in options.items():
+        if not isinstance(value, (bool, int, float, str, type(None))):
+            raise TypeError(f"option {name} must be a bool, number, string or None, got {type(value).__name__}.")
+    merged = {**spec.options, **options}
+    _check_option_values(sampler, merged)
+    return merged
+
+
 def _plan(spec, model, sde, grid_np: np.ndarray, denoise: bool, merged: dict) -> _Plan:
     """The :class:`_Plan` of ``spec`` on ``grid_np`` (``merged``: the sampler's options with the caller's)."""
     merged = dict(merged)

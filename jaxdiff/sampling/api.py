@@ -19,7 +19,7 @@ from jaxdiff.paths import FlowProcess, Interpolant
 from jaxdiff.processes import LinearProcess
 from jaxdiff.sampling import _calibrate
 from jaxdiff.sampling._core import get_spec
-from jaxdiff.sampling._engine import TRACES, _check_option_values, _plan, _run, sampler_grid  # noqa: F401  (TRACES: re-exported)
+from jaxdiff.sampling._engine import TRACES, _plan, _run, merged_options, sampler_grid  # noqa: F401  (TRACES: re-exported)
 from jaxdiff.sampling._grid import GRIDS, check_grid
 
 Array = jax.Array
@@ -325,21 +325,10 @@ def sample_flow(key: Array, params: Any, path: Interpolant, *, shape=None, sampl
 def _sample(key, model, sde, *, shape, sampler, steps, x_init, ts, t_end, grid, rho, sigma_min, denoise, return_info,
             trajectory, dtype, options, whole_batch=False):
     spec = get_spec(sampler)
-    public_options = {k: v for k, v in spec.options.items() if not k.startswith("_")}
-    unknown = sorted(set(options) - set(public_options))
-    if unknown:
-        raise ValueError(
-            f"unknown option(s) {unknown} for sampler={sampler!r}; its options are {sorted(public_options)} "
-            f"(and sample() takes {list(_FRONT_DOOR)})."
-        )
     if not isinstance(sde, LinearProcess):
         raise TypeError(f"sde must be a jaxdiff process (a LinearProcess) or an interpolant path, got "
                         f"{type(sde).__name__}.")
-    merged = {**spec.options, **options}
-    for name, value in options.items():
-        if not isinstance(value, (bool, int, float, str, type(None))):
-            raise TypeError(f"option {name} must be a bool, number, string or None, got {type(value).__name__}.")
-    _check_option_values(sampler, merged)
+    merged = merged_options(sampler, spec, options, f" (and sample() takes {list(_FRONT_DOOR)})")
 
     if x_init is not None:
         V.check_floating("x_init", x_init)
@@ -370,10 +359,7 @@ def _sample(key, model, sde, *, shape, sampler, steps, x_init, ts, t_end, grid, 
         grid_np = sampler_grid(spec, sde, steps, grid, t_end=t_end, rho=rho, sigma_min=sigma_min)
 
     plan = _plan(spec, model, sde, grid_np, denoise, merged)
-    run_grid = grid_np[: plan.keep]
-    if plan.append_eps is not None:
-        run_grid = np.append(run_grid, plan.append_eps)  # integrate on to sampling_eps
-    final_t = float(run_grid[-1]) if plan.tweedie else None
+    run_grid, final_t = plan.run_points(grid_np)
     samples, nfe, traj = _run(
         key,
         model,
