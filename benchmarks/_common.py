@@ -41,16 +41,17 @@ def publish(text: str, write: bool) -> None:
             fh.write(text)
 
 
-def train_job(config_path: str, workdir: str, overrides=(), *, steps: int | None = None) -> dict:
+def train_job(config_path: str, workdir: str, overrides=(), *, steps: int | None = None, env: dict | None = None) -> dict:
     """Run ``python -m experiments.train`` on a config file (``--config.training.n_iters=steps`` when given) and
-    return its eval.json with ``wall_s`` (the whole command) and ``train_s`` (wall minus the evaluation)."""
+    return its eval.json with ``wall_s`` (the whole command) and ``train_s`` (wall minus the evaluation); ``env``: the
+    command's environment (default this process's)."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     args = [sys.executable, "-m", "experiments.train", f"--config={config_path}", f"--workdir={workdir}",
             "--progress=false", *overrides]
     if steps:
         args.append(f"--config.training.n_iters={steps}")
     started = time.time()
-    proc = subprocess.run(args, cwd=root, capture_output=True, text=True)
+    proc = subprocess.run(args, cwd=root, capture_output=True, text=True, env=env)
     wall = time.time() - started
     if proc.returncode != 0:
         raise RuntimeError(f"{os.path.basename(config_path)} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")

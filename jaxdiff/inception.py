@@ -32,6 +32,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxdiff import _xla
+
 INPUT_SIZE = 299
 BN_EPS = 1e-3
 POOL3_FEATURES = 2048
@@ -362,6 +364,6 @@ def pool3_and_logits(params, x: jax.Array) -> tuple[jax.Array, jax.Array]:
     return pool3, logits
 
 
-@functools.partial(jax.jit, static_argnames=("mode",))
+@functools.partial(_xla.jit, static_argnames=("mode",))
 def _features_batch(params, images, mode: str):
     return pool3_and_logits(params, preprocess(images, mode))

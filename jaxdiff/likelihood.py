@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdiff import _validation as V
+from jaxdiff import _xla
 from jaxdiff.paths import Interpolant
 from jaxdiff.processes import LinearProcess
 from jaxdiff.sampling._core import Model
@@ -170,7 +171,7 @@ def _solve_impl(key, wrapper, sde, x, t0, *, divergence, probe, rtol, atol, max_
                    "latent": latent}
 
 
-_solve = jax.jit(
+_solve = _xla.jit(
     _solve_impl, static_argnames=("divergence", "probe", "rtol", "atol", "max_steps", "prior_log_prob", "throw")
 )
 

@@ -174,3 +174,41 @@ def test_resume_is_exact(tmp_path):
     for a, b in zip(jax.tree_util.tree_leaves(straight), jax.tree_util.tree_leaves(resumed)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     ckpt.close()
+
+
+def test_cpu_compile_options_respect_xla_flags_and_compile_once(monkeypatch):
+    # jaxdiff's big programs compile at LLVM level 1 on CPU (0 for one-off initialisation) unless XLA_FLAGS sets a
+    # level; a jaxdiff jit traces once per shape like jax.jit and passes `lower` through.
+    from jaxdiff import _xla
+
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
+    assert _xla.compiler_options() == {"xla_backend_optimization_level": 1}
+    assert _xla.compiler_options(once=True) == {"xla_backend_optimization_level": 0}
+    monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=3")
+    assert _xla.compiler_options() is None and _xla.compiler_options(once=True) is None
+    traces = []
+
+    def f(x):
+        traces.append(1)
+        return jnp.sin(x) * 2.0
+
+    fast = _xla.jit(f)
+    x = jnp.linspace(0.0, 1.0, 5)
+    np.testing.assert_allclose(fast(x), jnp.sin(x) * 2.0, rtol=1e-6)
+    fast(x + 1.0)
+    assert len(traces) == 1  # equal shapes do not retrace
+    assert fast.lower(x).compile()(x).shape == (5,) and fast.__name__ == "f"
+
+
+def test_one_off_init_at_level_0_gives_the_same_parameters():
+    # The state initialisation compiled at level 0 (jaxdiff on CPU) gives bit-identical parameters to XLA's default.
+    net = ScoreMLP(hidden=(32, 32))
+
+    def init(key):
+        return net.init(key, jnp.zeros((1, 3)), jnp.ones((1,)))
+
+    key = jax.random.PRNGKey(3)
+    a = jax.jit(init, compiler_options={"xla_backend_optimization_level": 0})(key)
+    b = jax.jit(init, compiler_options={"xla_backend_optimization_level": 3})(key)
+    for u, v in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+        np.testing.assert_array_equal(u, v)

@@ -32,6 +32,7 @@ import numpy as np
 import optax
 
 from jaxdiff import _validation as V
+from jaxdiff import _xla
 from jaxdiff.processes import LinearProcess
 from jaxdiff.sampling._core import get_spec
 from jaxdiff.sampling._engine import _plan, _run, merged_options, sampler_grid
@@ -88,7 +89,7 @@ def reference_grid(sde: LinearProcess, t_start: float, t_end: float, steps: int)
     return time_grid(sde, steps, "logsnr_uniform", t_start=t_start, t_end=0.0, sigma_min=s_min)
 
 
-@functools.partial(jax.jit, static_argnames=("sampler", "options", "shape", "dtype", "first_step", "diffusion",
+@functools.partial(_xla.jit, static_argnames=("sampler", "options", "shape", "dtype", "first_step", "diffusion",
                                              "plan"))
 def _loss_and_grad(theta, model, sde, x_init, reference, t_start, t_end, *, sampler, options, shape, dtype,
                    first_step, diffusion, plan):

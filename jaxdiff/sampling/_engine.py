@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdiff import _validation as V
+from jaxdiff import _xla
 from jaxdiff.parameterization import VELOCITY_KINDS
 from jaxdiff.sampling._core import Model, get_spec
 from jaxdiff.sampling._grid import GRIDS, sigma_tilde, time_grid
@@ -139,7 +140,7 @@ def _check_option_values(sampler: str, options: dict) -> None:
         V.check_int_at_least("max_steps", options["max_steps"], 1)
 
 
-@functools.partial(jax.jit, static_argnames=("sampler", "options", "shape", "dtype", "trajectory", "first_step",
+@functools.partial(_xla.jit, static_argnames=("sampler", "options", "shape", "dtype", "trajectory", "first_step",
                                              "diffusion"))
 def _run(key, wrapper, sde, x_init, run_ts, final_t, *, sampler, options, shape, dtype, trajectory, first_step,
          diffusion):

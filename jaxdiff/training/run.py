@@ -29,6 +29,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jaxdiff import _xla
 from jaxdiff.training import config as C
 from jaxdiff.training.checkpoint import Checkpointer
 from jaxdiff.training.config import IncompatibleWorkdirError, NonFiniteLossError  # noqa: F401  (re-exported)
@@ -794,7 +795,7 @@ def _train(config: Any, workdir: str, dataset: Dataset, source: Dataset | None, 
         state, teacher = (restored["train"], restored["teacher"]) if staged else (restored, None)
         log(f"resumed {workdir} from checkpoint step {start}")
     else:
-        state = jax.jit(fresh_state, out_shardings=replicated)()
+        state = _xla.jit(fresh_state, once=True, out_shardings=replicated)()
         teacher = jax.tree_util.tree_map(jnp.copy, state.params) if staged else None  # (the step donates state)
         start = 0
     n_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(abstract_state.params))
@@ -905,7 +906,7 @@ def _train(config: Any, workdir: str, dataset: Dataset, source: Dataset | None, 
                 if step == index * t.n_iters:  # entering the stage: the teacher is the last stage's EMA model
                     teacher = jax.tree_util.tree_map(jnp.copy, state.ema_params)
                     if kind.startswith("bridge_"):  # a fresh Adam per DSBM stage: the other drift stays fixed
-                        state = state.replace(opt_state=jax.jit(optimizer.init, out_shardings=replicated)(state.params))
+                        state = state.replace(opt_state=_xla.jit(optimizer.init, once=True, out_shardings=replicated)(state.params))
                 if pool_stage != index:  # (re)made from the teacher, deterministically: a resume rebuilds it
                     how = "SDE" if kind.startswith("bridge_") else f"ODE ({config.flow.reflow_sampler})"
                     log(f"stage {index + 1}/{len(run_stages)} ({kind}): {config.flow.reflow_pairs} pairs from the "

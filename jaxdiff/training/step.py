@@ -25,6 +25,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxdiff import _validation as V
+from jaxdiff import _xla
 
 Array = jax.Array
 
@@ -157,12 +158,12 @@ def make_train_step(
 
     donate_argnums = (0,) if donate else ()
     if mesh is None:
-        return jax.jit(step, donate_argnums=donate_argnums)
+        return _xla.jit(step, donate_argnums=donate_argnums)
     if "data" not in mesh.axis_names:
         raise ValueError(f"mesh must have a 'data' axis, got axis names {mesh.axis_names}.")
     replicated = NamedSharding(mesh, P())
     sharded = NamedSharding(mesh, P("data") if steps_per_call == 1 or draw_batch is not None else P(None, "data"))
-    return jax.jit(
+    return _xla.jit(
         step,
         in_shardings=(replicated, replicated if draw_batch is not None else sharded),
         out_shardings=(replicated, replicated),
