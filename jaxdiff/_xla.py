@@ -1,10 +1,10 @@
 """XLA compile options for jaxdiff's large compiled programs (train step, samplers, likelihood, state init).
 
-On the CPU backend, XLA's default LLVM optimisation (``xla_backend_optimization_level`` 2) costs compile time that
-these programs do not win back: on the main job's U-Net (2-core AMD EPYC, AVX2) level 1 compiles the train step in
-12 s instead of 18.5 s at the same step time (53 ms), and the bits/dim solve and the samplers run as fast or faster
-(``benchmarks/cpu_compile.py``). A program that runs once (a train state's initialisation) is compiled at level 0:
-3.7 s instead of 10 s, bit-identical parameters.
+On the CPU backend, XLA's default LLVM optimisation (``xla_backend_optimization_level`` 3) costs compile time that
+these programs do not win back. On the main job's U-Net (2-core AMD EPYC, AVX2; ``python -m benchmarks.cpu_compile``)
+level 1 makes the train step's first call 15 s instead of 21 s at the same step time, and the likelihood solve and
+the samplers run 15–19 % faster. A program that runs once (a train state's initialisation) is compiled at level 0:
+5 s instead of 11 s, bit-identical parameters.
 
 Only the CPU backend is touched (GPU and TPU compiles keep XLA's defaults), and a level the user sets in
 ``XLA_FLAGS`` (``--xla_backend_optimization_level=N``) always wins: jaxdiff then passes no options.
