@@ -156,6 +156,17 @@ def test_exact_ot_plan_equals_brute_force_assignment():
         np.testing.assert_allclose(plan, np.eye(6)[list(best)] / 6, atol=1e-7)
         paired0, paired1 = couple(jax.random.PRNGKey(0), x0, x1, "exact")
         np.testing.assert_allclose(paired1, x1[np.array(best)])
+        np.testing.assert_allclose(exact_w2(x0, x1), np.sqrt(np.mean(cost[np.arange(6), list(best)])), rtol=1e-12)
+    # the assignment solved on -x0 x1^T (the cross term) has the full cost's optimum on a larger problem
+    from scipy.optimize import linear_sum_assignment
+
+    from jaxdiff.flows.couplings import squared_euclidean_assignment
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(300, 3)), 2.0 * rng.normal(size=(300, 3)) + 1.0
+    full = ((a[:, None] - b[None]) ** 2).sum(-1)
+    rows, cols = squared_euclidean_assignment(a, b)
+    np.testing.assert_allclose(full[rows, cols].sum(), full[linear_sum_assignment(full)].sum(), rtol=1e-12)
     # unequal sizes: a linear program; marginals uniform and the cost no worse than any vertex we try
     x0, x1 = jax.random.normal(jax.random.PRNGKey(5), (4, 3)), jax.random.normal(jax.random.PRNGKey(6), (6, 3))
     plan = np.asarray(ot_plan(x0, x1), np.float64)

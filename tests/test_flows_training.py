@@ -49,7 +49,7 @@ TARGET = _gaussian_sampler(MEAN1, COV1)
 
 def test_ot_cfm_learns_the_monge_map():
     model = train_flow_matching(jax.random.PRNGKey(0), SOURCE, TARGET, path=LinearInterpolant(0.0), coupling="exact",
-                                steps=2000, batch_size=256, hidden=HIDDEN)
+                                steps=1000, batch_size=256, hidden=HIDDEN)
     x0 = SOURCE(jax.random.PRNGKey(1), 2000)
     x1 = jaxdiff.translate(jax.random.PRNGKey(2), model, LinearInterpolant(0.0), x0)
     a, b = gaussian_monge_map(MEAN0, COV0, MEAN1, COV1)
@@ -57,7 +57,9 @@ def test_ot_cfm_learns_the_monge_map():
     err = float(jnp.mean(jnp.linalg.norm(x1 - monge, axis=-1)))
     # the Cholesky map x -> μ1 + L x also pushes N(0, I) to the target but is not optimal
     chol = float(jnp.mean(jnp.linalg.norm(x0 @ np.linalg.cholesky(COV1).T + MEAN1 - monge, axis=-1)))
-    # minibatch OT is biased towards the independent coupling, more so for small batches
+    # minibatch OT is biased towards the independent coupling, more so for small batches. Measured (1000 steps, each
+    # one an exact 256 x 256 assignment on the host, ~14 ms): err 0.062 / 0.055 / 0.062 for seeds 0 / 1 / 2 (2000 steps:
+    # 0.051), chol 0.369
     assert err < 0.15 and err < 0.4 * chol, (err, chol)
 
 

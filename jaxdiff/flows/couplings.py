@@ -70,6 +70,27 @@ def _exact_plan_host(cost: np.ndarray) -> np.ndarray:
     return np.clip(res.x.reshape(n, m), 0.0, None)
 
 
+def squared_euclidean_assignment(f0: np.ndarray, f1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    r"""``(rows, cols)``: the permutation minimising ``Σᵢ |x₀ᵢ − x₁_{cols[i]}|²`` for equal-size flattened batches
+    ``[n, D]`` (host, float64).
+
+    ``|x − y|² = |x|² + |y|² − 2 x·y`` and the row and column terms are the same for every permutation, so the
+    assignment is solved on ``−x₀ x₁ᵀ``: the same argmin, and scipy's solver is faster on it (n = 256: 10 ms
+    instead of 13 ms; n = 2000: 4.0 s instead of 6.4 s, 2-core AMD EPYC)."""
+    from scipy.optimize import linear_sum_assignment
+
+    f0, f1 = np.asarray(f0, np.float64), np.asarray(f1, np.float64)
+    return linear_sum_assignment(-(f0 @ f1.T))
+
+
+def _squared_euclidean_plan_host(f0: np.ndarray, f1: np.ndarray) -> np.ndarray:
+    """The exact uniform-marginal OT plan of two equal-size point batches ``[n, D]`` (a permutation / n)."""
+    rows, cols = squared_euclidean_assignment(f0, f1)
+    plan = np.zeros((f0.shape[0], f1.shape[0]), np.float64)
+    plan[rows, cols] = 1.0 / f0.shape[0]
+    return plan
+
+
 def exact_ot_plan(cost: Array) -> Array:
     """The exact OT plan ``argmin_P ⟨P, C⟩`` with uniform marginals for a cost ``[n, m]`` (host LP)."""
     cost = jnp.asarray(cost)
@@ -108,7 +129,11 @@ def ot_plan(x0: Any, x1: Any, *, epsilon: float | None = None, threshold: float 
     """
     f0, f1 = _flatten_pair(x0, x1)
     if epsilon is None:
-        return exact_ot_plan(squared_distances(f0, f1))
+        if f0.shape[0] != f1.shape[0]:
+            return exact_ot_plan(squared_distances(f0, f1))
+        # equal sizes: the points go to the host, which solves the assignment in float64
+        out = jax.ShapeDtypeStruct((f0.shape[0], f1.shape[0]), jnp.result_type(f0.dtype, f1.dtype))
+        return jax.pure_callback(lambda a, b: _squared_euclidean_plan_host(a, b).astype(out.dtype), out, f0, f1)
     if not isinstance(epsilon, jax.core.Tracer):
         if isinstance(epsilon, bool) or not float(epsilon) > 0:
             raise ValueError(f"epsilon must be None (exact OT) or a number > 0, got epsilon={epsilon!r}.")
@@ -157,12 +182,7 @@ def coupling_indices(key: Array, x0: Any, x1: Any, coupling: str = "independent"
     if n == x1.shape[0] and host:
         # on the host (the training job's global-batch coupling): the assignment straight from a float64 cost,
         # without the dense plan and its device round trips (41 → 6 ms at batch 256, measured)
-        from scipy.optimize import linear_sum_assignment
-
-        f0 = np.asarray(x0, np.float64).reshape(n, -1)
-        f1 = np.asarray(x1, np.float64).reshape(n, -1)
-        cost = (f0 * f0).sum(1)[:, None] + (f1 * f1).sum(1)[None, :] - 2.0 * f0 @ f1.T
-        rows, cols = linear_sum_assignment(cost)
+        rows, cols = squared_euclidean_assignment(np.reshape(x0, (n, -1)), np.reshape(x1, (n, -1)))
         return jnp.asarray(rows), jnp.asarray(cols)
     plan = ot_plan(x0, x1)
     if n == x1.shape[0]:
@@ -185,6 +205,9 @@ def exact_w2(x0: Any, x1: Any) -> float:
     """Exact ``W₂`` between two empirical measures with uniform weights (host; assignment for equal sizes)."""
     f0 = np.asarray(x0, np.float64).reshape(np.shape(x0)[0], -1)
     f1 = np.asarray(x1, np.float64).reshape(np.shape(x1)[0], -1)
+    if f0.shape[0] == f1.shape[0]:
+        rows, cols = squared_euclidean_assignment(f0, f1)
+        return float(np.sqrt(np.mean(np.sum((f0[rows] - f1[cols]) ** 2, axis=-1))))
     cost = ((f0[:, None, :] - f1[None, :, :]) ** 2).sum(-1) if f0.shape[0] * f1.shape[0] <= 4_000_000 else None
     if cost is None:
         cost = np.maximum((f0**2).sum(1)[:, None] + (f1**2).sum(1)[None, :] - 2.0 * f0 @ f1.T, 0.0)
