@@ -90,7 +90,7 @@ def test_conditional_fields_are_validated():
 
 
 def tiny_conditional():
-    config = tiny_digits(n_iters=4)
+    config = tiny_digits(n_iters=4, resolutions=2)  # (the job with down- and upsampling)
     config.model.num_classes = 10
     config.training.label_dropout = 0.25
     config.training.num_grid_samples = 20

@@ -23,14 +23,17 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOY = os.path.join(ROOT, "experiments", "configs", "toy_ring.py")
 
 
-def tiny_digits(n_iters=4):
+def tiny_digits(n_iters=4, resolutions=1):
+    """The digits job with a tiny DDPM++: one resolution (8 x 8, attention there) by default, which compiles in about
+    half the time (the digits-run fixture: 27 s instead of 42 s); ``resolutions=2`` adds the 4 x 4 level (down- and
+    upsampling, attention at 4), as the conditional job's end-to-end test runs it."""
     from experiments.configs.vp_digits import get_config
 
     config = get_config()
     config.model.nf = 8
-    config.model.ch_mult = (1, 2)
+    config.model.ch_mult = (1,) if resolutions == 1 else (1, 2)
     config.model.num_res_blocks = 1
-    config.model.attn_resolutions = (4,)
+    config.model.attn_resolutions = (8,) if resolutions == 1 else (4,)
     config.training.batch_size = 16
     config.training.n_iters = n_iters
     config.training.snapshot_freq = 2
@@ -174,18 +177,9 @@ def test_sample_cli_writes_npz_in_data_units(digits_run, tmp_path):
     assert os.path.exists(str(tmp_path / "s.png"))
 
 
-def test_evaluate_cli_rewrites_eval_json(digits_run):
-    workdir, _ = digits_run
-    proc = subprocess.run([sys.executable, "-m", "experiments.evaluate", f"--workdir={workdir}", "--num_samples=12",
-                           "--bpd_num_examples=3"], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    ev = json.load(open(os.path.join(workdir, "eval.json")))
-    assert ev["num_samples"] == 12 and ev["step"] == 4 and np.isfinite(ev["bits_per_dim"])
-    assert json.loads(proc.stdout)["fd_digits"] == ev["fd_digits"]
-
-
-def test_fid_stats_and_evaluate_with_inception_write_fid_is_kid(digits_run, inception_weights, tmp_path):
-    # Reference statistics of 24 training digits (rescaled to 0..255, grey → RGB), then FID / IS / KID of 12 samples.
+def test_evaluate_cli_rewrites_eval_json_with_fid_is_kid(digits_run, inception_weights, tmp_path):
+    # Reference statistics of 24 training digits (rescaled to 0..255, grey → RGB), then the evaluate CLI on the run:
+    # bits/dim, FD_digits and FID / IS / KID of 12 samples, eval.json rewritten and printed.
     workdir, _ = digits_run
     stats = tmp_path / "digits_stats.npz"
     proc = subprocess.run([sys.executable, "-m", "experiments.fid_stats", "--config=experiments/configs/vp_digits.py",
@@ -194,13 +188,16 @@ def test_fid_stats_and_evaluate_with_inception_write_fid_is_kid(digits_run, ince
     assert proc.returncode == 0, proc.stderr[-2000:]
     with np.load(stats) as data:
         assert data["mu"].shape == (2048,) and data["sigma"].shape == (2048, 2048) and data["pool_3"].shape == (24, 2048)
-    base = [sys.executable, "-m", "experiments.evaluate", f"--workdir={workdir}", "--num_samples=12", "--noenable_bpd"]
-    proc = subprocess.run(base + [f"--inception_path={inception_weights}", f"--fid_stats={stats}"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
+    base = [sys.executable, "-m", "experiments.evaluate", f"--workdir={workdir}", "--num_samples=12"]
+    proc = subprocess.run(base + ["--bpd_num_examples=3", f"--inception_path={inception_weights}", f"--fid_stats={stats}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     ev = json.load(open(os.path.join(workdir, "eval.json")))
+    assert ev["num_samples"] == 12 and ev["step"] == 4 and np.isfinite(ev["bits_per_dim"])
+    assert json.loads(proc.stdout)["fd_digits"] == ev["fd_digits"]
     assert ev["fid"] > 0 and ev["inception_score"] >= 1.0 and np.isfinite(ev["kid"])
-    assert ev["num_samples"] == 12 and ev["sampler"] and ev["fid_stats"] == str(stats) and "fd_digits" in ev
+    assert ev["sampler"] and ev["fid_stats"] == str(stats)
+    base.append("--noenable_bpd")
     # wrong files are refused (exit 2, naming the field and the file) before sampling
     for flag, bad, says in (("--fid_stats", tmp_path / "missing.npz", "missing.npz"),
                             ("--inception_path", stats, "digits_stats.npz")):
