@@ -365,5 +365,17 @@ def pool3_and_logits(params, x: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 
 @functools.partial(_xla.jit, static_argnames=("mode",))
+def _preprocess_batch(images, mode: str):
+    return preprocess(images, mode)
+
+
+@_xla.jit
+def _network_batch(params, x):
+    return pool3_and_logits(params, x)
+
+
 def _features_batch(params, images, mode: str):
-    return pool3_and_logits(params, preprocess(images, mode))
+    """``(pool3, logits)`` of a uint8 batch: two compiled programs, the resize (one per input size and mode) and the
+    network (one per batch size, whatever size the images had), so images of a new size do not compile the network
+    again."""
+    return _network_batch(params, _preprocess_batch(images, mode))

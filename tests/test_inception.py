@@ -54,6 +54,15 @@ def test_features_and_logits_equal_pytorch_fid(weights_file, reference):
         np.testing.assert_allclose(logits + fc_bias, reference[f"logits_{size}"], atol=1e-4, rtol=0)
 
 
+def test_images_of_another_size_reuse_the_compiled_network(weights_file):
+    # the resize is its own program: a new input size or mode compiles it, not the 299 x 299 network
+    metrics.inception_features_and_logits(fixture_images(8), weights_file, batch_size=2)
+    compiled = inception._network_batch._cache_size()
+    metrics.inception_features_and_logits(fixture_images(16), weights_file, batch_size=2)
+    metrics.inception_features_and_logits(fixture_images(8), weights_file, batch_size=2, mode="tf_legacy")
+    assert inception._network_batch._cache_size() == compiled
+
+
 def test_a_wrong_resize_or_normalization_is_detected(weights_file, reference):
     images = fixture_images(32)
     tf_style = metrics.inception_features(images, weights_file, mode="tf_legacy", batch_size=2)
