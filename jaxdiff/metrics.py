@@ -77,6 +77,33 @@ def frechet_distance_from_moments(mu_a, cov_a, mu_b, cov_b) -> float:
     that round-off pushes below 0 are clipped to 0). Covariances are symmetrized; the result is clipped
     at 0 for the same reason.
     """
+    mu_a, cov_a, mu_b, cov_b = _checked_moments(mu_a, cov_a, mu_b, cov_b)
+    sqrt_a = _psd_sqrt(cov_a)
+    cross = sqrt_a @ (0.5 * (cov_b + cov_b.T)) @ sqrt_a
+    cross_eigenvalues = np.linalg.eigvalsh(0.5 * (cross + cross.T))
+    trace_sqrt_cross = np.sum(np.sqrt(np.clip(cross_eigenvalues, 0.0, None)))
+    mean_term = np.sum((mu_a - mu_b) ** 2)
+    value = mean_term + np.trace(cov_a) + np.trace(cov_b) - 2.0 * trace_sqrt_cross
+    return float(max(value, 0.0))
+
+
+def _frechet_distance_few_rows(features_a: np.ndarray, mu_b, cov_b) -> float:
+    r""":func:`frechet_distance_from_moments` of the features ``[N, F]``'s Gaussian and ``N(μb, Σb)`` when
+    ``N − 1 < F``: with centred rows ``A``, ``Σa = AᵀA/(N−1)`` and the nonzero eigenvalues of ``Σa^{1/2} Σb Σa^{1/2}``
+    are those of ``A Σb Aᵀ/(N−1)`` (``[N, N]``), so no ``F × F`` decomposition is needed (FID of a few hundred samples
+    in 2,048 Inception features)."""
+    n, dim = features_a.shape
+    mu_a = features_a.mean(axis=0)
+    centered = features_a - mu_a
+    _, _, mu_b, cov_b = _checked_moments(mu_a, np.zeros((dim, dim)), mu_b, cov_b)
+    small = centered @ (0.5 * (cov_b + cov_b.T)) @ centered.T / (n - 1)
+    trace_sqrt_cross = np.sum(np.sqrt(np.clip(np.linalg.eigvalsh(0.5 * (small + small.T)), 0.0, None)))
+    value = np.sum((mu_a - mu_b) ** 2) + np.sum(centered**2) / (n - 1) + np.trace(cov_b) - 2.0 * trace_sqrt_cross
+    return float(max(value, 0.0))
+
+
+def _checked_moments(mu_a, cov_a, mu_b, cov_b):
+    """Float64 ``(μa, Σa, μb, Σb)``, or a ValueError naming the argument with a wrong shape or non-finite entries."""
     mu_a, mu_b = np.asarray(mu_a, np.float64), np.asarray(mu_b, np.float64)
     cov_a, cov_b = np.asarray(cov_a, np.float64), np.asarray(cov_b, np.float64)
     for name, mu in (("mu_a", mu_a), ("mu_b", mu_b)):
@@ -90,13 +117,7 @@ def frechet_distance_from_moments(mu_a, cov_a, mu_b, cov_b) -> float:
             raise ValueError(f"{name} must be a ({dim}, {dim}) covariance matching the means, got shape {cov.shape}.")
         if not np.all(np.isfinite(cov)):
             raise ValueError(f"{name} must be finite, got {np.count_nonzero(~np.isfinite(cov))} non-finite entries.")
-    sqrt_a = _psd_sqrt(cov_a)
-    cross = sqrt_a @ (0.5 * (cov_b + cov_b.T)) @ sqrt_a
-    cross_eigenvalues = np.linalg.eigvalsh(0.5 * (cross + cross.T))
-    trace_sqrt_cross = np.sum(np.sqrt(np.clip(cross_eigenvalues, 0.0, None)))
-    mean_term = np.sum((mu_a - mu_b) ** 2)
-    value = mean_term + np.trace(cov_a) + np.trace(cov_b) - 2.0 * trace_sqrt_cross
-    return float(max(value, 0.0))
+    return mu_a, cov_a, mu_b, cov_b
 
 
 def frechet_distance(features_a, features_b) -> float:
@@ -384,13 +405,21 @@ def load_statistics(path) -> tuple[np.ndarray, np.ndarray]:
 def fid(features_or_stats_a, features_or_stats_b) -> float:
     """FID: the Fréchet distance between two feature sets ``[N, 2048]`` or ``(μ, Σ)`` pairs (either may be
     either), with float64 moments and a symmetric eigen-form trace square root that is exact for singular
-    covariances (see :func:`frechet_distance_from_moments`)."""
+    covariances (see :func:`frechet_distance_from_moments`). A feature set with fewer rows than features (N − 1 < F)
+    is used through its ``[N, N]`` Gram form, the same value without a ``2048 × 2048`` eigendecomposition."""
 
     def moments(x, name):
         if isinstance(x, tuple) and len(x) == 2:
             return x
         return feature_statistics(_check_features(name, x))
 
+    sides = ((features_or_stats_a, "features_a", features_or_stats_b, "features_b"),
+             (features_or_stats_b, "features_b", features_or_stats_a, "features_a"))
+    for features, name, other, other_name in sides:  # (FD is symmetric)
+        if not (isinstance(features, tuple) and len(features) == 2):
+            rows = _check_features(name, features)
+            if rows.shape[0] - 1 < rows.shape[1]:  # fewer samples than features: the [N, N] form
+                return _frechet_distance_few_rows(rows, *moments(other, other_name))
     mu_a, sigma_a = moments(features_or_stats_a, "features_a")
     mu_b, sigma_b = moments(features_or_stats_b, "features_b")
     return frechet_distance_from_moments(mu_a, sigma_a, mu_b, sigma_b)

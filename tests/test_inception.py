@@ -162,6 +162,13 @@ def test_fid_with_singular_covariances():
     a = rng.normal(size=(50, 512))
     assert metrics.fid(a, a) == pytest.approx(0.0, abs=1e-6)
     assert np.isfinite(metrics.fid(a, rng.normal(size=(50, 512))))
+    # fewer rows than features: the [N, N] Gram form gives the F x F eigen-form's value, either argument order (to
+    # 2e-8 here: the F x F form also takes the square roots of the ~460 round-off eigenvalues of a rank-49 product)
+    stats = metrics.feature_statistics(rng.normal(size=(600, 512)) @ rng.normal(size=(512, 512)) * 0.1 + 0.3)
+    full = metrics.frechet_distance_from_moments(*metrics.feature_statistics(a), *stats)
+    assert full > 10.0
+    assert metrics.fid(a, stats) == pytest.approx(full, rel=1e-7)
+    assert metrics.fid(stats, a) == pytest.approx(full, rel=1e-7)
 
 
 def test_inception_score_closed_forms():
