@@ -95,7 +95,7 @@ def _frechet_distance_few_rows(features_a: np.ndarray, mu_b, cov_b) -> float:
     n, dim = features_a.shape
     mu_a = features_a.mean(axis=0)
     centered = features_a - mu_a
-    _, _, mu_b, cov_b = _checked_moments(mu_a, np.zeros((dim, dim)), mu_b, cov_b)
+    _, _, mu_b, cov_b = _checked_moments(mu_a, np.broadcast_to(0.0, (dim, dim)), mu_b, cov_b)  # (μb, Σb's checks)
     small = centered @ (0.5 * (cov_b + cov_b.T)) @ centered.T / (n - 1)
     trace_sqrt_cross = np.sum(np.sqrt(np.clip(np.linalg.eigvalsh(0.5 * (small + small.T)), 0.0, None)))
     value = np.sum((mu_a - mu_b) ** 2) + np.sum(centered**2) / (n - 1) + np.trace(cov_b) - 2.0 * trace_sqrt_cross
