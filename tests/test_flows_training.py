@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import jaxdiff
+from jaxdiff import _xla
 from jaxdiff.flows import (
     BrownianBridge,
     LinearInterpolant,
@@ -43,6 +44,14 @@ def _gaussian_sampler(mean, cov):
     return lambda key, n: mean + jax.random.normal(key, (n, mean.shape[0])) @ chol.T
 
 
+@pytest.fixture
+def vectorized_emitters():
+    """XLA's default CPU fusion emitters for jaxdiff's programs in an execution-bound test (the suite's conftest turns
+    them off: see there)."""
+    with _xla.cpu_options(xla_cpu_use_fusion_emitters=True):
+        yield
+
+
 SOURCE = _gaussian_sampler(MEAN0, COV0)
 TARGET = _gaussian_sampler(MEAN1, COV1)
 
@@ -67,7 +76,7 @@ def test_ot_cfm_learns_the_monge_map():
 def dsbm_couplings():
     """DSBM for ε = 0.1 and 1: the trained bridge's (x0, X1) samples and half-way states."""
     out = {}
-    with jax.enable_x64(False):
+    with jax.enable_x64(False), _xla.cpu_options(xla_cpu_use_fusion_emitters=True):
         for epsilon in (0.1, 1.0):
             model = train_dsbm(jax.random.PRNGKey(0), SOURCE, TARGET, epsilon=epsilon, iterations=3,
                                steps_per_iteration=2000, num_pairs=10_000, hidden=HIDDEN)
@@ -111,7 +120,7 @@ def _eight_gaussians(key, n):
     return centers + 0.3 * jax.random.normal(k2, (n, 2))
 
 
-def test_reflow_straightens_and_improves_one_step_samples():
+def test_reflow_straightens_and_improves_one_step_samples(vectorized_emitters):
     source = lambda key, n: jax.random.normal(key, (n, 2))  # noqa: E731
     models = train_rectified_flow(jax.random.PRNGKey(0), source, _eight_gaussians, rounds=2, steps=3000,
                                   reflow_steps=3000, num_pairs=20_000, hidden=HIDDEN)
@@ -130,7 +139,7 @@ def test_reflow_straightens_and_improves_one_step_samples():
     assert w2_distilled < one_step[1] * 1.05, (w2_distilled, one_step)
 
 
-def test_interpolant_score_head_gives_the_sde_family():
+def test_interpolant_score_head_gives_the_sde_family(vectorized_emitters):
     """One trained (velocity, noise) pair: ODE and SDEs with two diffusion levels reach the same law (without
     the ε s correction, diffusion 2 would add ~1.5 to the variance)."""
     path = BrownianBridge(1.0)
