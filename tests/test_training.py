@@ -178,7 +178,7 @@ def test_resume_is_exact(tmp_path):
 
 def test_cpu_compile_options_respect_xla_flags_and_compile_once(monkeypatch):
     # jaxdiff's big programs compile at LLVM level 1 on CPU (0 for one-off initialisation) unless XLA_FLAGS sets a
-    # level; a jaxdiff jit traces once per shape like jax.jit and passes `lower` through.
+    # level; a jaxdiff jit traces once per shape (and options) like jax.jit and passes `lower` through.
     from jaxdiff import _xla
 
     monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
@@ -198,6 +198,26 @@ def test_cpu_compile_options_respect_xla_flags_and_compile_once(monkeypatch):
     fast(x + 1.0)
     assert len(traces) == 1  # equal shapes do not retrace
     assert fast.lower(x).compile()(x).shape == (5,) and fast.__name__ == "f"
+    # cpu_options: added inside the block (winning over XLA_FLAGS), a compiled program of its own (the trace is
+    # shared), the old options and program after it
+    from jax._src import monitoring
+
+    compiles = []
+    listener = lambda event, duration, **kw: compiles.append(event) if event.endswith("backend_compile_duration") else None  # noqa: E731
+    monitoring.register_event_duration_secs_listener(listener)
+    try:
+        with _xla.cpu_options(xla_cpu_use_fusion_emitters=True):
+            assert _xla.compiler_options() == {"xla_cpu_use_fusion_emitters": True}
+            with _xla.cpu_options(xla_cpu_enable_fast_min_max=False):
+                assert _xla.compiler_options(once=True) == {"xla_cpu_use_fusion_emitters": True,
+                                                            "xla_cpu_enable_fast_min_max": False}
+            np.testing.assert_allclose(fast(x), jnp.sin(x) * 2.0, rtol=1e-6)
+            assert len(compiles) == 1
+        assert _xla.compiler_options() is None
+        fast(x)
+        assert len(compiles) == 1 and len(traces) == 1  # the program compiled before the block is still there
+    finally:
+        monitoring.unregister_event_duration_listener(listener)
 
 
 def test_one_off_init_at_level_0_gives_the_same_parameters():
