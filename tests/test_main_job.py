@@ -70,6 +70,37 @@ def flow_args(workdir, n_iters, *extra):
             "--config.model.embedding_dim=16", *extra]
 
 
+def train_in_process(args):
+    """The run of the CLI arguments ``args`` (``toy_args`` / ``flow_args``: a config file and ``--config.*``
+    overrides) through the same ``train`` in this process, in float32 as the CLI runs it: the reference that runs
+    in subprocesses (resumed, killed, several processes) must equal, without paying another start and compile."""
+    import ast
+    import importlib.util
+
+    from jaxdiff.training.run import train
+
+    options = dict(a[2:].split("=", 1) for a in args if a.startswith("--") and "=" in a)
+    spec = importlib.util.spec_from_file_location("run_config", options.pop("config"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config()
+    workdir = options.pop("workdir")
+    assert options.pop("progress") == "false"
+    for name, text in options.items():
+        *parents, field = name.split(".")[1:]
+        node = config
+        for parent in parents:
+            node = node[parent]
+        try:
+            value = {"true": True, "false": False}.get(text.lower(), None)
+            value = ast.literal_eval(text) if value is None else value
+        except (ValueError, SyntaxError):
+            value = text
+        node[field] = value
+    with jax.enable_x64(False):
+        train(config, workdir, progress=False, log=lambda m: None)
+
+
 def final_params(workdir):
     """Params and EMA params of the latest checkpoint, restored in a subprocess-free way."""
     run = load_run(workdir)
@@ -283,10 +314,9 @@ def kill_after_checkpoint(args, ckpts, reached):
 
 @pytest.fixture(scope="module")
 def toy_reference(tmp_path_factory):
-    """An uninterrupted 20-step toy run in a subprocess."""
+    """An uninterrupted 20-step toy run (in this process: runs in subprocesses must equal it bit for bit)."""
     workdir = str(tmp_path_factory.mktemp("toy_ref"))
-    proc = _run(toy_args(workdir, 20))
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    train_in_process(toy_args(workdir, 20))
     return workdir
 
 
@@ -311,11 +341,9 @@ def test_kill_during_training_then_restart_resumes_exactly(toy_reference, tmp_pa
 
 @pytest.fixture(scope="module")
 def flow_reference(tmp_path_factory):
-    """An uninterrupted 12-step OT-CFM run in a subprocess."""
+    """An uninterrupted 12-step OT-CFM run (in this process)."""
     workdir = str(tmp_path_factory.mktemp("flow_ref"))
-    proc = _run(flow_args(workdir, 12))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "flow_matching on LinearInterpolant, coupling exact" in proc.stderr
+    train_in_process(flow_args(workdir, 12))
     return workdir
 
 
@@ -325,6 +353,7 @@ def test_flow_job_killed_mid_run_restarts_to_the_same_parameters(flow_reference,
     kill_after_checkpoint(flow_args(workdir, 12, "--config.training.snapshot_freq=1"), ckpts, lambda s: len(s) >= 2)
     restart = _run(flow_args(workdir, 12))
     assert restart.returncode == 0 and "resumed" in restart.stderr, restart.stderr[-3000:]
+    assert "flow_matching on LinearInterpolant, coupling exact" in restart.stderr
     assert_same_leaves(final_params(workdir), final_params(flow_reference))
     run = load_run(workdir)  # the same kind of run as diffusion: EMA wrapper, its path, shape, step
     assert run.step == 12 and run.shape == (2,) and run.path is run.sde
@@ -341,15 +370,14 @@ def test_rectified_flow_stages_killed_mid_reflow_restart_to_the_same_parameters(
     inside the reflow stage, whose teacher is in the checkpoint and whose pairs are rebuilt from it, resumes
     to the uninterrupted run's parameters bit for bit."""
     reference = str(tmp_path / "rf_ref")
-    proc = _run(toy_args(reference, 8, *RF_STAGES))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "stages flow → reflow → distill" in proc.stderr and "stage 2/3 (reflow)" in proc.stderr
+    train_in_process(toy_args(reference, 8, *RF_STAGES))
     workdir = str(tmp_path / "rf_killed")
     ckpts = os.path.join(workdir, "checkpoints")
     kill_after_checkpoint(toy_args(workdir, 8, *RF_STAGES, "--config.training.snapshot_freq=1"), ckpts,
                           lambda s: bool(s) and max(s) >= 11)  # inside the reflow stage (steps 9..16)
     restart = _run(toy_args(workdir, 8, *RF_STAGES))
     assert restart.returncode == 0 and "resumed" in restart.stderr, restart.stderr[-3000:]
+    assert "stages flow → reflow → distill" in restart.stderr and "stage 2/3 (reflow)" in restart.stderr
     assert_same_leaves(final_params(workdir), final_params(reference))
     run = load_run(workdir)
     assert run.step == 24 and run.config.flow.distill
@@ -388,8 +416,7 @@ def test_two_process_evaluation_equals_one_process(tmp_path):
     evaluation = ("--config.eval.at_end=true", "--config.eval.num_samples=48", "--config.eval.batch_size=16",
                   "--config.eval.bpd_num_examples=32", "--config.eval.bpd_rtol=1e-3", "--config.eval.bpd_atol=1e-3")
     one = str(tmp_path / "one")
-    proc = _run(toy_args(one, 5, *evaluation))
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    train_in_process(toy_args(one, 5, *evaluation))
     two = str(tmp_path / "two")
     assert_two_processes_equal_one(lambda *flags: toy_args(two, 5, *evaluation, *flags), two, one)
     a, b = (json.load(open(os.path.join(w, "eval.json"))) for w in (one, two))
