@@ -24,11 +24,13 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
 # to this value.
 if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=1").strip()
-# XLA's classic CPU emitter instead of its (default) fusion emitters: the suite's small programs compile 25-50 % faster
-# (measured on the same machine: a 2-level NCSN++ gradient 9.0 -> 6.9 s of backend compile, five samplers on a mixture
-# 5.2 -> 2.7 s, a flow-matching MLP train step 2.8 -> 1.4 s), but large element-wise programs run 2-5x slower with it
-# (tanh / exp on 20,000 x 64 arrays), so the few execution-bound tests (DSBM, reflow in test_flows_training.py) turn
-# the fusion emitters back on for jaxdiff's programs (jaxdiff._xla.cpu_options). Users' runs keep XLA's default.
+# XLA's classic CPU emitter instead of its (default) fusion emitters: it compiles the suite's small programs in less CPU
+# time (python -m benchmarks.cpu_emitters: a 2-level NCSN++ gradient 0.88-0.90x, a toy MLP's 1,000-step Adam chunk
+# 0.58x) but runs large element-wise math 3-8x slower (tanh / exp / silu on 256 to 20,000 rows), so the
+# execution-bound DSBM and reflow tests (test_flows_training.py) turn the fusion emitters back on for jaxdiff's programs
+# (jaxdiff._xla.cpu_options). Whole suite, same machine, same morning: 1,377 s of CPU time before, 1,308 s with the
+# classic emitter everywhere (the DSBM fixture doubled), 1,145 s with those tests given the fusion emitters back.
+# Users' runs keep XLA's default.
 if "--xla_cpu_use_fusion_emitters" not in os.environ["XLA_FLAGS"]:
     os.environ["XLA_FLAGS"] += " --xla_cpu_use_fusion_emitters=false"
 
