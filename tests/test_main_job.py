@@ -75,15 +75,12 @@ def train_in_process(args):
     overrides) through the same ``train`` in this process, in float32 as the CLI runs it: the reference that runs
     in subprocesses (resumed, killed, several processes) must equal, without paying another start and compile."""
     import ast
-    import importlib.util
 
+    from experiments._cli import load_config_file
     from jaxdiff.training.run import train
 
     options = dict(a[2:].split("=", 1) for a in args if a.startswith("--") and "=" in a)
-    spec = importlib.util.spec_from_file_location("run_config", options.pop("config"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
+    config = load_config_file(options.pop("config"))
     workdir = options.pop("workdir")
     assert options.pop("progress") == "false"
     for name, text in options.items():
